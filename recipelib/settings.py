@@ -1,0 +1,243 @@
+"""Settings: the recipe's exported variables, read once, validated once.
+
+Precedence, lowest to highest: defaults < settings file < environment < explicit arguments.
+The settings file and the environment use the recipe's names (``PROJECT_ID``, ``GCS_BUCKET``, ...);
+Python code reads the same values as lower-case attributes (``settings.gcs_bucket``).
+
+Example::
+
+    settings = load_settings(GCS_BUCKET="my-bucket")
+    settings.require("GCS_BUCKET", "ARTIFACT_REGISTRY")   # before anything touches the cloud
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+SETTINGS_ENV = "RECIPELIB_SETTINGS"
+"""Environment variable naming the settings file; default ``~/.config/recipelib/settings.yaml``."""
+
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
+_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_BUCKET_PART = re.compile(r"^[a-z0-9][a-z0-9_-]*[a-z0-9]$|^[a-z0-9]$")
+_REGISTRY = re.compile(
+    r"^(?P<location>[a-z]+-[a-z]+[0-9]+|us|europe|asia)-docker\.pkg\.dev/"
+    r"(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])/(?P<repo>[a-z][a-z0-9-]{0,62})$"
+)
+_IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_PREFIX_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the cluster, the bucket and the image are. Field names map to the recipe's upper-case names."""
+
+    project_id: str | None = None
+    region: str | None = None
+    cluster_region: str | None = None
+    cluster_name: str | None = None
+    gcs_bucket: str | None = None
+    artifact_registry: str | None = None
+    trtllm_image: str = "trtllm"
+    trtllm_version: str = "v0.17.0"
+    triton_server_version: str = "25.02-trtllm-python-py3"
+    kueue_name: str | None = None
+    namespace: str = "default"
+    results_prefix: str = "trtllm-benchmarks"
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+
+    @property
+    def image(self) -> str | None:
+        """The benchmark image reference, ``ARTIFACT_REGISTRY/TRTLLM_IMAGE:TRTLLM_VERSION``."""
+        if not self.artifact_registry:
+            return None
+        return f"{self.artifact_registry}/{self.trtllm_image}:{self.trtllm_version}"
+
+    def require(self, *names: str, purpose: str = "this step") -> None:
+        """Raise a ConfigError naming every required setting that is unset."""
+        missing = [n.upper() for n in names if getattr(self, n.lower()) in (None, "")]
+        if missing:
+            raise ConfigError(
+                ", ".join(missing),
+                f"required for {purpose} but not set; set it in the setup notebook, the settings file "
+                f"({settings_path()}) or the environment (export {missing[0]}=...)",
+            )
+
+    def as_env(self) -> dict[str, str]:
+        """The settings under the recipe's names, unset ones left out: what a settings file holds."""
+        return {k.upper(): v for k, v in asdict(self).items() if v is not None}
+
+
+NAMES: tuple[str, ...] = tuple(f.name.upper() for f in fields(Settings))
+"""Every setting's name as the recipe, the environment and the settings file spell it."""
+
+
+def settings_path() -> Path:
+    return Path(os.environ.get(SETTINGS_ENV) or Path.home() / ".config" / "recipelib" / "settings.yaml")
+
+
+def _normalise_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = str(key).upper()
+        if name not in NAMES:
+            raise ConfigError(
+                str(key), f"unknown setting in {source}; allowed: {', '.join(NAMES)}"
+            )
+        if value is not None and not isinstance(value, str):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(name, f"must be a string, got {type(value).__name__} in {source}")
+            value = str(value)
+        out[name.lower()] = value.strip() if isinstance(value, str) else value
+    return out
+
+
+def read_settings_file(path: Path | None = None) -> dict[str, Any]:
+    path = path or settings_path()
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(str(path), f"is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "must be a mapping of setting names to values")
+    return _normalise_keys(data, f"settings file {path}")
+
+
+def load_settings(
+    *, path: Path | None = None, environ: Mapping[str, str] | None = None, **explicit: Any
+) -> Settings:
+    """Merge defaults, the settings file, the environment and ``explicit`` values; validate once.
+
+    Empty explicit values (``""`` or ``None``) mean "not given", so notebook parameters can default
+    to empty and let lower layers decide.
+    """
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = {}
+    merged.update(read_settings_file(path))
+    merged.update(_normalise_keys({k: environ[k] for k in NAMES if environ.get(k)}, "the environment"))
+    merged.update(_normalise_keys({k: v for k, v in explicit.items() if v not in (None, "")}, "arguments"))
+    settings = replace(Settings(), **merged)
+    validate_settings(settings)
+    return settings
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    """Write the settings file the other notebooks read; atomic, so a crash never leaves half a file."""
+    validate_settings(settings)
+    path = path or settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(
+        "# recipelib settings: the recipe's variables. Written by notebooks/setup.ipynb.\n"
+        + yaml.safe_dump(settings.as_env(), sort_keys=True)
+    )
+    tmp.replace(path)
+    return path
+
+
+def validate_settings(s: Settings) -> None:
+    """Check every set value's shape; each error names the setting and what is allowed."""
+    if s.project_id is not None and not _PROJECT.match(s.project_id):
+        raise ConfigError(
+            "PROJECT_ID",
+            f"{s.project_id!r} is not a Google Cloud project ID: 6-30 characters, lower-case letters, "
+            "digits and hyphens, starting with a letter and not ending with a hyphen",
+        )
+    if s.region is not None and not _REGION.match(s.region):
+        raise ConfigError("REGION", f"{s.region!r} is not a region name such as 'us-central1'")
+    if s.cluster_region is not None and not (_REGION.match(s.cluster_region) or _ZONE.match(s.cluster_region)):
+        raise ConfigError(
+            "CLUSTER_REGION",
+            f"{s.cluster_region!r} is not a region or zone such as 'europe-west4' or 'us-central1-a'",
+        )
+    if s.cluster_name is not None and not re.fullmatch(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?", s.cluster_name):
+        raise ConfigError(
+            "CLUSTER_NAME",
+            f"{s.cluster_name!r} is not a GKE cluster name: up to 40 lower-case letters, digits and hyphens, "
+            "starting with a letter",
+        )
+    if s.gcs_bucket is not None:
+        check_bucket_name(s.gcs_bucket)
+    if s.artifact_registry is not None:
+        check_artifact_registry(s.artifact_registry)
+    if not _IMAGE_NAME.match(s.trtllm_image):
+        raise ConfigError(
+            "TRTLLM_IMAGE",
+            f"{s.trtllm_image!r} is not an image name: lower-case letters, digits and . _ - / separators",
+        )
+    for name, value in (("TRTLLM_VERSION", s.trtllm_version), ("TRITON_SERVER_VERSION", s.triton_server_version)):
+        if not _TAG.match(value):
+            raise ConfigError(
+                name, f"{value!r} is not an image tag: letters, digits, '_', '.', '-', at most 128 characters"
+            )
+    if s.kueue_name is not None and not (_DNS_SUBDOMAIN.match(s.kueue_name) and len(s.kueue_name) <= 63):
+        raise ConfigError(
+            "KUEUE_NAME",
+            f"{s.kueue_name!r} is not a LocalQueue name: lower-case letters, digits, '-' and '.', "
+            "at most 63 characters",
+        )
+    if not _DNS_LABEL.match(s.namespace):
+        raise ConfigError(
+            "NAMESPACE",
+            f"{s.namespace!r} is not a Kubernetes namespace name: lower-case letters, digits and '-', "
+            "at most 63 characters, starting and ending with a letter or digit",
+        )
+    parts = s.results_prefix.split("/")
+    if s.results_prefix.startswith("gs://") or not all(p and _PREFIX_PART.match(p) for p in parts):
+        raise ConfigError(
+            "RESULTS_PREFIX",
+            f"{s.results_prefix!r} must be a relative path inside the bucket such as 'trtllm-benchmarks' or "
+            "'team/benchmarks': no gs://, no leading, trailing or double '/', no '..'",
+        )
+    if s.kubeconfig is not None and not Path(s.kubeconfig).expanduser().exists():
+        raise ConfigError("KUBECONFIG", f"file {s.kubeconfig!r} does not exist")
+
+
+def check_bucket_name(name: str, field: str = "GCS_BUCKET") -> None:
+    """Cloud Storage bucket naming rules (cloud.google.com/storage/docs/buckets#naming)."""
+    if name.startswith("gs://"):
+        bare = name[5:].split("/", 1)[0]
+        raise ConfigError(field, f"give the bucket name without the gs:// prefix: {bare!r}, not {name!r}")
+    if "/" in name:
+        raise ConfigError(
+            field, f"{name!r} contains '/': give the bucket name alone; put paths in RESULTS_PREFIX"
+        )
+    allowed = "3-63 characters (up to 222 with dots), lower-case letters, digits, '-', '_' and '.', " \
+        "starting and ending with a letter or digit"
+    parts = name.split(".")
+    if (
+        not 3 <= len(name) <= (222 if len(parts) > 1 else 63)
+        or not all(len(p) <= 63 and _BUCKET_PART.match(p) for p in parts)
+    ):
+        raise ConfigError(field, f"{name!r} is not a bucket name: {allowed}")
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
+        raise ConfigError(field, f"{name!r} looks like an IP address, which bucket names cannot be")
+    if name.startswith("goog") or "google" in name or "g00gle" in name:
+        raise ConfigError(field, f"{name!r}: bucket names cannot start with 'goog' or contain 'google'")
+
+
+def check_artifact_registry(value: str, field: str = "ARTIFACT_REGISTRY") -> None:
+    if value.startswith(("https://", "http://", "docker://")):
+        raise ConfigError(field, f"drop the scheme: use {value.split('://', 1)[1]!r}")
+    if not _REGISTRY.match(value.rstrip("/")) or value.endswith("/"):
+        raise ConfigError(
+            field,
+            f"{value!r} is not an Artifact Registry repository: use LOCATION-docker.pkg.dev/PROJECT_ID/REPOSITORY "
+            "such as 'us-central1-docker.pkg.dev/my-project/my-repo'",
+        )
