@@ -95,7 +95,7 @@ def _positive_int(value: Any, field: str) -> int:
 
 def check_model_id(model: str, field: str = "model") -> str:
     """A Hugging Face id ``org/name``; anything else (spaces, ``;``, ``$``, ``..``) is refused."""
-    if not isinstance(model, str) or not _HF_ID.match(model) or ".." in model:
+    if not isinstance(model, str) or not _HF_ID.fullmatch(model) or ".." in model:
         raise ConfigError(
             field,
             f"{model!r} is not a Hugging Face model id: 'organisation/name' using letters, digits, '.', '_' "
@@ -137,7 +137,9 @@ def resolve_model(
 
     Zero or empty overrides mean "not given" (notebook parameters default to them).
     """
-    check_model_id(model)
+    known = _catalog(manifests_dir()).get(model.lower()) if isinstance(model, str) else None
+    if known is None:
+        check_model_id(model)
     given = {
         k: v
         for k, v in dict(
@@ -147,7 +149,6 @@ def resolve_model(
     }
     if str(given.get("quantization", "")).lower() == "none":
         given["quantization"] = None
-    known = _catalog(manifests_dir()).get(model.lower())
     if known is not None:
         return replace(known, **given)
     if "tp_size" not in given:

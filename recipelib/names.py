@@ -20,7 +20,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 def check_name(value: str, field: str, max_len: int = MAX_NAME) -> str:
     """Return ``value`` if it is a DNS-1123 label of at most ``max_len`` characters, else raise."""
-    if not isinstance(value, str) or not value or len(value) > max_len or not _DNS_LABEL.match(value):
+    if not isinstance(value, str) or not value or len(value) > max_len or not _DNS_LABEL.fullmatch(value):
         suggestion = slug(str(value), max_len) if isinstance(value, str) and value else "my-release"
         raise ConfigError(
             field,

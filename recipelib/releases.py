@@ -75,7 +75,7 @@ def apply(
         kind, meta = obj["kind"], obj["metadata"]
         name, namespace = meta["name"], meta.get("namespace", cluster.namespace)
         res = _resource(dyn, obj["apiVersion"], kind)
-        before = _resource_version(res, name, namespace)
+        before = _current(res, name, namespace)
         kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": force}
         if dry_run:
             kwargs["dry_run"] = "All"
@@ -100,18 +100,30 @@ def apply(
                     status=422,
                 ) from None
             raise
-        after = out.metadata.resourceVersion
         action = "valid (dry run)" if dry_run else (
-            "created" if before is None else "unchanged" if after == before else "configured"
+            "created" if before is None else "unchanged" if _content(out.to_dict()) == before else "configured"
         )
         results.append(Applied(kind, name, action))
         log.info("%s/%s %s", kind, name, action)
     return results
 
 
-def _resource_version(res: Any, name: str, namespace: str) -> str | None:
+_VOLATILE = ("resourceVersion", "managedFields", "selfLink")
+
+
+def _content(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a user would call the object: no status, no bookkeeping that a no-op apply may touch.
+
+    Some servers (1.20 for Jobs) rewrite ``managedFields`` timestamps on an apply that changes nothing,
+    which moves ``resourceVersion``; ``generation`` and the content still tell the truth.
+    """
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in _VOLATILE}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+
+def _current(res: Any, name: str, namespace: str) -> dict[str, Any] | None:
     try:
-        return call(lambda: res.get(name=name, namespace=namespace), f"read {res.kind}/{name}").metadata.resourceVersion
+        return _content(call(lambda: res.get(name=name, namespace=namespace), f"read {res.kind}/{name}").to_dict())
     except NotFoundError:
         return None
 
@@ -131,7 +143,7 @@ def _job_status(job: Any) -> str:
     if job.spec.get("suspend"):
         return "Suspended (waiting for Kueue admission)"
     if status.get("active"):
-        return "Running"
+        return "Active"
     return "Pending"
 
 

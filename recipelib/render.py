@@ -169,8 +169,20 @@ def render_benchmark(plan: BenchmarkPlan) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (the launcher's files, its config) as readable ``|`` blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value and not any(line != line.rstrip() for line in value.splitlines()) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str)
+
+
 def to_yaml(obj: dict[str, Any]) -> str:
-    return yaml.safe_dump(obj, sort_keys=False, width=1000)
+    return yaml.dump(obj, Dumper=_BlockDumper, sort_keys=False, width=1000)
 
 
 def write_manifests(objects: list[dict[str, Any]], out_dir: Path) -> list[Path]:

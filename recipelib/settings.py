@@ -153,15 +153,15 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
 
 def validate_settings(s: Settings) -> None:
     """Check every set value's shape; each error names the setting and what is allowed."""
-    if s.project_id is not None and not _PROJECT.match(s.project_id):
+    if s.project_id is not None and not _PROJECT.fullmatch(s.project_id):
         raise ConfigError(
             "PROJECT_ID",
             f"{s.project_id!r} is not a Google Cloud project ID: 6-30 characters, lower-case letters, "
             "digits and hyphens, starting with a letter and not ending with a hyphen",
         )
-    if s.region is not None and not _REGION.match(s.region):
+    if s.region is not None and not _REGION.fullmatch(s.region):
         raise ConfigError("REGION", f"{s.region!r} is not a region name such as 'us-central1'")
-    if s.cluster_region is not None and not (_REGION.match(s.cluster_region) or _ZONE.match(s.cluster_region)):
+    if s.cluster_region is not None and not (_REGION.fullmatch(s.cluster_region) or _ZONE.fullmatch(s.cluster_region)):
         raise ConfigError(
             "CLUSTER_REGION",
             f"{s.cluster_region!r} is not a region or zone such as 'europe-west4' or 'us-central1-a'",
@@ -176,30 +176,30 @@ def validate_settings(s: Settings) -> None:
         check_bucket_name(s.gcs_bucket)
     if s.artifact_registry is not None:
         check_artifact_registry(s.artifact_registry)
-    if not _IMAGE_NAME.match(s.trtllm_image):
+    if not _IMAGE_NAME.fullmatch(s.trtllm_image):
         raise ConfigError(
             "TRTLLM_IMAGE",
             f"{s.trtllm_image!r} is not an image name: lower-case letters, digits and . _ - / separators",
         )
     for name, value in (("TRTLLM_VERSION", s.trtllm_version), ("TRITON_SERVER_VERSION", s.triton_server_version)):
-        if not _TAG.match(value):
+        if not _TAG.fullmatch(value):
             raise ConfigError(
                 name, f"{value!r} is not an image tag: letters, digits, '_', '.', '-', at most 128 characters"
             )
-    if s.kueue_name is not None and not (_DNS_SUBDOMAIN.match(s.kueue_name) and len(s.kueue_name) <= 63):
+    if s.kueue_name is not None and not (_DNS_SUBDOMAIN.fullmatch(s.kueue_name) and len(s.kueue_name) <= 63):
         raise ConfigError(
             "KUEUE_NAME",
             f"{s.kueue_name!r} is not a LocalQueue name: lower-case letters, digits, '-' and '.', "
             "at most 63 characters",
         )
-    if not _DNS_LABEL.match(s.namespace):
+    if not _DNS_LABEL.fullmatch(s.namespace):
         raise ConfigError(
             "NAMESPACE",
             f"{s.namespace!r} is not a Kubernetes namespace name: lower-case letters, digits and '-', "
             "at most 63 characters, starting and ending with a letter or digit",
         )
     parts = s.results_prefix.split("/")
-    if s.results_prefix.startswith("gs://") or not all(p and _PREFIX_PART.match(p) for p in parts):
+    if s.results_prefix.startswith("gs://") or not all(p and _PREFIX_PART.fullmatch(p) for p in parts):
         raise ConfigError(
             "RESULTS_PREFIX",
             f"{s.results_prefix!r} must be a relative path inside the bucket such as 'trtllm-benchmarks' or "
@@ -223,7 +223,7 @@ def check_bucket_name(name: str, field: str = "GCS_BUCKET") -> None:
     parts = name.split(".")
     if (
         not 3 <= len(name) <= (222 if len(parts) > 1 else 63)
-        or not all(len(p) <= 63 and _BUCKET_PART.match(p) for p in parts)
+        or not all(len(p) <= 63 and _BUCKET_PART.fullmatch(p) for p in parts)
     ):
         raise ConfigError(field, f"{name!r} is not a bucket name: {allowed}")
     if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
@@ -235,7 +235,7 @@ def check_bucket_name(name: str, field: str = "GCS_BUCKET") -> None:
 def check_artifact_registry(value: str, field: str = "ARTIFACT_REGISTRY") -> None:
     if value.startswith(("https://", "http://", "docker://")):
         raise ConfigError(field, f"drop the scheme: use {value.split('://', 1)[1]!r}")
-    if not _REGISTRY.match(value.rstrip("/")) or value.endswith("/"):
+    if not _REGISTRY.fullmatch(value.rstrip("/")) or value.endswith("/"):
         raise ConfigError(
             field,
             f"{value!r} is not an Artifact Registry repository: use LOCATION-docker.pkg.dev/PROJECT_ID/REPOSITORY "

@@ -27,7 +27,7 @@ def check_version(version: str) -> str:
     minor = f"{match.group(1)}.{match.group(2)}"
     try:
         kubernetes_validate.validate({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}, minor)
-    except kubernetes_validate.SchemaNotFoundError:
+    except Exception:  # SchemaNotFoundError, VersionNotSupportedError, or an IndexError for old minors
         raise ConfigError(
             "kubernetes_version",
             f"no schemas for Kubernetes {minor}; kubernetes-validate {kubernetes_validate.version.__version__} "
