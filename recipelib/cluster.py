@@ -133,7 +133,7 @@ def from_gke(
     full = f"projects/{project}/locations/{location}/clusters/{name}"
     try:
         gke = container_client.get_cluster(name=full)
-    except gexc.PermissionDenied:
+    except (gexc.PermissionDenied, gexc.Forbidden):
         raise CloudError(
             f"permission denied reading GKE cluster {full}: your account needs the 'Kubernetes Engine Cluster "
             "Viewer' role (roles/container.clusterViewer) in project " + project
