@@ -5,18 +5,21 @@
 # Needs: apt-get (root) for golang-go rsync golang-github-modern-go-reflect2-dev etcd-server.
 set -euo pipefail
 cache=${1:-${RECIPELIB_KUBE_CACHE:-$HOME/.cache/recipelib/kube-v1.20.2}}
+install() {
+  echo "installing $* (Debian packages)"
+  if [ "$(id -u)" -ne 0 ]; then echo "need root for apt-get: sudo apt-get install $*" >&2; exit 1; fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+command -v etcd >/dev/null || install etcd-server   # needed at run time, cached build or not
 if [ -x "$cache/kube-apiserver" ] && [ -x "$cache/kube-controller-manager" ]; then
   echo "kube binaries cached in $cache"; exit 0
 fi
 need=()
 command -v go >/dev/null || need+=(golang-go)
 command -v rsync >/dev/null || need+=(rsync)
-command -v etcd >/dev/null || need+=(etcd-server)
+command -v make >/dev/null || need+=(make)
 [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || need+=(golang-github-modern-go-reflect2-dev)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+[ ${#need[@]} -eq 0 ] || install "${need[@]}"
 work=$(mktemp -d "${TMPDIR:-/tmp}/kube-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/sources" "$work/lists/partial"
