@@ -3,7 +3,7 @@
 The functions most users need are re-exported here; each lives in a module named for what it holds.
 """
 
-from .checks import preflight
+from .checks import check_cluster
 from .cluster import Cluster, connect, from_gke, from_kubeconfig
 from .deploy import deploy, plan_benchmark
 from .errors import (
@@ -39,6 +39,7 @@ __all__ = [
     "Settings",
     "apply",
     "catalog",
+    "check_cluster",
     "connect",
     "deploy",
     "ensure_hf_secret",
@@ -49,7 +50,6 @@ __all__ = [
     "load_settings",
     "parse_experiments",
     "plan_benchmark",
-    "preflight",
     "presets",
     "render_benchmark",
     "resolve_model",

@@ -49,6 +49,11 @@ class AnalysisError(RecipelibError, ValueError):
     """The question cannot be answered from these results (no rows, an unknown metric or run)."""
 
 
+def _text(value: object) -> str | None:
+    """A string cell, or None where the cell is empty (pandas gives NaN for missing strings)."""
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
 def _require_rows(frame: pd.DataFrame) -> None:
     if frame.empty:
         raise AnalysisError("no results to analyse: the selected runs have no reports")
@@ -68,10 +73,10 @@ def compare_runs(
     runs: Sequence[str] | None = None,
     baseline: str | None = None,
 ) -> pd.DataFrame:
-    """Runs side by side: one row per (ISL, OSL), one column per run, and each run's ratio to ``baseline``.
+    """Runs side by side: one row per (model, ISL, OSL), one column per run, and ratios to ``baseline``.
 
-    ``baseline`` defaults to the first run in ``runs`` (or the earliest started). Where a run lacks an
-    ISL/OSL the cell is empty: nothing is carried over between runs.
+    ``baseline`` defaults to the first run in ``runs`` (the earliest started when not given). Where a run
+    lacks a model/ISL/OSL the cell is empty: nothing is carried over between runs or models.
     """
     _require_rows(frame)
     if metric not in frame.columns:
@@ -81,7 +86,8 @@ def compare_runs(
     if unknown:
         raise AnalysisError(f"runs not loaded: {', '.join(unknown)}")
     rows = frame[frame["run"].isin(order) & frame["isl"].notna() & frame["osl"].notna()]
-    table = rows.pivot_table(index=["isl", "osl"], columns="run", values=metric, aggfunc="mean")
+    rows = rows.assign(model=rows["model"].fillna("(unknown model)"))
+    table = rows.pivot_table(index=["model", "isl", "osl"], columns="run", values=metric, aggfunc="mean")
     table = table.reindex(columns=order)
     base = baseline or order[0]
     if base not in table.columns:
@@ -102,20 +108,21 @@ def against_speed_of_light(frame: pd.DataFrame, gpu: str | None = None) -> pd.Da
     _require_rows(frame)
     out = []
     for r in frame.itertuples(index=False):
-        the_gpu = r.gpu if isinstance(r.gpu, str) and r.gpu else gpu
-        row = {"run": r.run, "experiment": r.experiment, "model": r.model, "gpu": the_gpu,
-               "gpus": r.gpu_count, "isl": r.isl, "osl": r.osl, "quantization": r.quantization,
+        the_gpu = _text(r.gpu) or gpu or None
+        model, quantization, kv_dtype = _text(r.model), _text(r.quantization), _text(r.kv_cache_dtype)
+        row = {"run": r.run, "experiment": r.experiment, "model": model, "gpu": the_gpu,
+               "gpus": r.gpu_count, "isl": r.isl, "osl": r.osl, "quantization": quantization,
                "output_throughput_tok_s": r.output_throughput_tok_s, "compute_limit_tok_s": None,
                "memory_limit_tok_s": None, "limit_tok_s": None, "limited_by": None, "fraction_of_limit": None,
                "note": ""}
-        missing = [name for name, value in (("model", r.model), ("GPU", the_gpu), ("GPU count", r.gpu_count),
+        missing = [name for name, value in (("model", model), ("GPU", the_gpu), ("GPU count", r.gpu_count),
                                             ("ISL", r.isl), ("OSL", r.osl)) if value is None or pd.isna(value)]
         if missing:
             row["note"] = f"not bounded: {', '.join(missing)} unknown"
         else:
             try:
-                bound = throughput_bound(str(r.model), str(the_gpu), int(r.gpu_count), isl=int(r.isl),
-                                         osl=int(r.osl), quantization=r.quantization, kv_cache_dtype=r.kv_cache_dtype)
+                bound = throughput_bound(str(model), str(the_gpu), int(r.gpu_count), isl=int(r.isl),
+                                         osl=int(r.osl), quantization=quantization, kv_cache_dtype=kv_dtype)
             except SpeedOfLightError as e:
                 row["note"] = f"not bounded: {e}"
             else:

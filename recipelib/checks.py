@@ -103,7 +103,7 @@ def _secret(cluster: Cluster) -> Check:
     return Check("Hugging Face secret", True, f"Secret {SECRET_NAME} holds {SECRET_KEY}")
 
 
-def preflight(cluster: Cluster, *, accelerator: str = "nvidia-h200-141gb", queue: str | None = None) -> list[Check]:
+def check_cluster(cluster: Cluster, *, accelerator: str = "nvidia-h200-141gb", queue: str | None = None) -> list[Check]:
     """Connection, namespace, GPU nodes, GCS FUSE driver, Kueue/JobSet (when a queue is set), HF secret."""
     checks: list[Check] = []
     try:

@@ -31,14 +31,14 @@ DEMO_SETTINGS = {
 DEMO_TOKEN = "hf_localsandboxplaceholder000000"
 
 
-def run_notebook(name: str, out_dir: Path, label: str, **parameters: object) -> Path:
+def run_notebook(name: str, dest: Path, label: str, **parameters: object) -> Path:
     import papermill as pm
 
-    out = out_dir / f"{label}.ipynb"
+    out = dest / f"{label}.ipynb"
     print(f"-> {name}.ipynb {' '.join(f'{k}={v!r}' for k, v in parameters.items())}", flush=True)
     pm.execute_notebook(
         str(ROOT / "notebooks" / f"{name}.ipynb"), str(out), parameters=parameters, kernel_name="python3",
-        cwd=str(out_dir), progress_bar=False,
+        cwd=str(dest), progress_bar=False,
     )
     return out
 
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiments", default="nvidia-sweep")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("papermill").setLevel(logging.WARNING)
 
     out_dir = Path(args.out).resolve() / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True)

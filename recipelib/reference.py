@@ -51,14 +51,18 @@ def model_family(model: str | None) -> str | None:
 def compare_to_published(frame: pd.DataFrame, gpu: str | None = None) -> pd.DataFrame:
     """One row per result that NVIDIA published a figure for: measured, published, ratio, version used.
 
-    ``gpu`` fills in the GPU where the results do not say (reports before 1.x do not print it).
+    ``gpu`` fills in the GPU where the results do not say (reports before 1.x do not print it). Only
+    like is compared with like: NVIDIA's figures are FP8 models at maximum throughput (no concurrency
+    limit, no streaming), so other results are left out.
     """
     published = published_figures()
     rows = []
     for r in frame.itertuples(index=False):
-        family = model_family(r.model)
+        family = model_family(r.model if isinstance(r.model, str) else None)
         the_gpu = r.gpu if isinstance(r.gpu, str) and r.gpu else gpu
         if family is None or not the_gpu or pd.isna(r.tp_size) or pd.isna(r.isl) or pd.isna(r.osl):
+            continue
+        if r.quantization != "FP8" or not pd.isna(r.concurrency) or bool(r.streaming):
             continue
         match = published[(published.model == family) & (published.gpu == str(the_gpu).upper())
                           & (published.tp == int(r.tp_size)) & (published.isl == int(r.isl))

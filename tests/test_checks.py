@@ -5,7 +5,7 @@ import uuid
 import pytest
 from pydantic import SecretStr
 
-from recipelib.checks import preflight, summary
+from recipelib.checks import check_cluster, summary
 from recipelib.secrets import ensure_hf_secret
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ def gke_like(cluster):
 
 
 def test_an_empty_cluster_fails_with_reasons_a_user_can_act_on(cluster):
-    checks = by_name(preflight(cluster))
+    checks = by_name(check_cluster(cluster))
     assert checks["API server"].ok and checks["namespace"].ok
     assert not checks["GPU nodes"].ok and "a3-ultragpu-8g" in checks["GPU nodes"].detail
     assert not checks["GCS FUSE CSI driver"].ok and "add-on" in checks["GCS FUSE CSI driver"].detail
@@ -76,7 +76,7 @@ def test_a_ready_cluster_passes(cluster, gke_like):
             break
         except Exception:
             time.sleep(0.2)
-    checks = by_name(preflight(cluster, queue="a3ultra"))
+    checks = by_name(check_cluster(cluster, queue="a3ultra"))
     assert gke_like in checks["GPU nodes"].detail and "8 GPUs" in checks["GPU nodes"].detail
     assert checks["GCS FUSE CSI driver"].ok and checks["Kueue"].ok and checks["Kueue queue"].ok
     assert not checks["JobSet"].ok and not checks["JobSet"].required  # a warning, not a failure
@@ -84,5 +84,5 @@ def test_a_ready_cluster_passes(cluster, gke_like):
 
 
 def test_a_queue_that_does_not_exist_fails(cluster, gke_like):
-    checks = by_name(preflight(cluster, queue="missing-queue"))
+    checks = by_name(check_cluster(cluster, queue="missing-queue"))
     assert not checks["Kueue queue"].ok and "missing-queue" in checks["Kueue queue"].detail

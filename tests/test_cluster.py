@@ -13,6 +13,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -25,11 +26,11 @@ pytestmark = pytest.mark.integration
 
 
 class FakeGKE(BaseHTTPRequestHandler):
-    clusters: dict[str, dict] = {}
-    denied: set[str] = set()
-    seen_auth: list[str] = []
+    clusters: ClassVar[dict[str, dict]] = {}
+    denied: ClassVar[set[str]] = set()
+    seen_auth: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self.seen_auth.append(self.headers.get("Authorization", ""))
         path = self.path.split("?")[0].removeprefix("/v1/")
         if path in self.denied:
@@ -114,7 +115,7 @@ def test_gke_credentials_connect_to_the_cluster_without_gcloud(gke, tmp_path):
     assert cluster.source == "GKE cluster projects/my-project/locations/us-central1/clusters/a3u"
     assert creds.refreshes == 1  # the bearer token came from the credentials, not a kubeconfig
     assert FakeGKE.seen_auth == [f"Bearer {token}"]
-    assert list(tmp_path.glob("*.crt"))[0].read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert next(iter(tmp_path.glob("*.crt"))).read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
 
 
 def test_settings_choose_gke_when_no_kubeconfig_is_set(gke, tmp_path):
@@ -157,4 +158,4 @@ def test_ca_is_written_as_given(gke, tmp_path):
     from_gke("my-project", "us-central1", "a3u", credentials=creds, container_client=container_client(url, creds),
              ca_dir=tmp_path)
     ca_b64 = next(iter(FakeGKE.clusters.values()))["masterAuth"]["clusterCaCertificate"]
-    assert list(tmp_path.glob("*.crt"))[0].read_bytes() == base64.b64decode(ca_b64)
+    assert next(iter(tmp_path.glob("*.crt"))).read_bytes() == base64.b64decode(ca_b64)

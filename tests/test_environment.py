@@ -1,9 +1,9 @@
 """environment.yml must say what pyproject.toml says: conda users get the same packages."""
 
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet

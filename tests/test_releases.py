@@ -121,10 +121,10 @@ def test_list_and_uninstall_remove_exactly_the_releases_objects(cluster, setting
 
 
 def test_apply_reports_an_unreachable_server_clearly(tmp_path):
+    import kubernetes
+
     from recipelib.cluster import Cluster
     from recipelib.localgcs import free_port
-
-    import kubernetes
 
     config = kubernetes.client.Configuration()
     config.host = f"https://127.0.0.1:{free_port()}"

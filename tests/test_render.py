@@ -191,7 +191,7 @@ def test_dry_run_writes_valid_yaml_files(settings, tmp_path):
 
 
 def test_deploy_without_cluster_and_not_dry_run_is_refused(settings):
-    with pytest.raises(ConfigError, match="setup.ipynb"):
+    with pytest.raises(ConfigError, match=r"setup\.ipynb"):
         deploy(plan_benchmark(settings, "meta-llama/Llama-3.1-8B"))
 
 
@@ -219,7 +219,7 @@ def test_wrong_type_is_caught_with_its_path(settings):
 
 def test_unknown_kubernetes_version_is_a_config_error():
     assert check_version("v1.31.7-gke.1265000") == "1.31"
-    with pytest.raises(ConfigError, match="no schemas for Kubernetes 1.9"):
+    with pytest.raises(ConfigError, match=r"no schemas for Kubernetes 1\.9"):
         check_version("1.9")
     with pytest.raises(ConfigError, match="kubernetes_version"):
         check_version("latest")

@@ -1,0 +1,286 @@
+"""The launcher's pure logic in-process: config validation, the setup plan, command lines, report checks.
+
+The launcher's modules are flat siblings (they are shipped into the pod as one folder), so the folder
+goes on ``sys.path`` here just as ``launch.py`` puts it there in the pod.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "launcher"))
+
+import bench  # noqa: E402
+from bench import BenchOutputs, BuildTuning, TrtllmVersion, check_report, throughput_command  # noqa: E402
+from config import ConfigError, Experiment, load_config, parse_config  # noqa: E402
+from engine import EngineSpec  # noqa: E402
+from events import EventLog, Redactor, parse_event  # noqa: E402
+from plan import CacheState, plan_setup  # noqa: E402
+from store import LocalStore, StoreError, open_store  # noqa: E402
+
+NVIDIA_SWEEP = [(128, 128), (128, 2048), (128, 4096), (500, 2000), (1000, 1000), (2048, 128), (2048, 2048),
+                (5000, 500), (20000, 2000)]
+
+
+def base() -> dict[str, Any]:
+    return {
+        "release": "bench-llama", "run_id": "run-abc123", "model": "meta-llama/Llama-3.1-405B",
+        "backend": "tensorrt", "tp_size": 8, "pp_size": 1, "ep_size": None, "quantization": "FP8",
+        "kv_cache_free_gpu_mem_fraction": 0.95, "max_batch_size": None, "max_num_tokens": None,
+        "checkpoint_dir": "/ssd/models", "workspace": "/ssd/workspace", "engine_cache_dir": "/ssd/engines",
+        "results": "gs://my-bucket/benchmarks",
+        "experiments": [{"isl": i, "osl": o, "num_requests": 1000, "concurrency": None, "streaming": False}
+                        for i, o in NVIDIA_SWEEP],
+    }
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return [f"{name}: {message}" for name, message in info.value.problems]
+
+
+# -- config ---------------------------------------------------------------------------------------------
+
+
+def test_the_deploy_contract_parses() -> None:
+    cfg = parse_config(base())
+    assert cfg.max_seq_len == 22000 and len(cfg.experiments) == 9
+    assert cfg.checkpoint_path == Path("/ssd/models/meta-llama/Llama-3.1-405B")
+    assert cfg.preflight.enabled is False
+    assert parse_config(base()).config_hash() == cfg.config_hash()
+
+
+def test_experiment_ids() -> None:
+    assert Experiment(128, 128, 30000).id == "isl128-osl128-n30000"
+    assert Experiment(128, 2048, 3000, concurrency=64, streaming=True).id == "isl128-osl2048-n3000-c64-stream"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d["experiments"][1].update(isl=0), "experiments[1].isl: must be a positive integer, got 0"),
+        (lambda d: d["experiments"][0].update(osl="128"), "experiments[0].osl: must be a positive integer, got '128'"),
+        (lambda d: d["experiments"][2].pop("num_requests"), "experiments[2].num_requests: is required"),
+        (lambda d: d["experiments"][0].update(streaming="yes"), "experiments[0].streaming: must be true or false"),
+        (lambda d: d["experiments"][0].update(concurrency=0), "experiments[0].concurrency: must be a positive integer"),
+        (lambda d: d["experiments"][0].update(isl_len=5), "experiments[0].isl_len: unknown key"),
+        (lambda d: d.update({"tp-size": d.pop("tp_size")}), "tp-size: unknown key; did you mean 'tp_size'?"),
+        (lambda d: d.update(tp_size=True), "tp_size: must be a positive integer, got True"),
+        (lambda d: d.update(tp_size=16), "tp_size: tp_size x pp_size = 16 exceeds the 8 GPUs of one node"),
+        (lambda d: d.update(ep_size=3), "ep_size: must divide tp_size (8), got 3"),
+        (lambda d: d.update(backend="vllm"), "backend: must be one of tensorrt, pytorch, got 'vllm'"),
+        (lambda d: d.update(quantization="fp8"), "quantization: must be one of FP8"),
+        (lambda d: d.update(kv_cache_free_gpu_mem_fraction=0), "kv_cache_free_gpu_mem_fraction: must be a number in"),
+        (lambda d: d.update(kv_cache_free_gpu_mem_fraction=1.5), "kv_cache_free_gpu_mem_fraction: must be a number"),
+        (lambda d: d.update(release="Bench_Llama"), "release: must be a Kubernetes name"),
+        (lambda d: d.update(run_id="run 1; rm -rf /"), "run_id: must be lower-case letters"),
+        (lambda d: d.update(model="llama"), "model: must be a Hugging Face id"),
+        (lambda d: d.update(model="../etc/passwd"), "model: must be a Hugging Face id"),
+        (lambda d: d.update(workspace="ssd/workspace"), "workspace: must be an absolute path"),
+        (lambda d: d.update(results="gs://Bad_Bucket!/x"), "results: 'gs://Bad_Bucket!/x' does not name a valid"),
+        (lambda d: d.update(experiments=[]), "experiments: must be a non-empty list"),
+        (lambda d: d["experiments"].append(dict(d["experiments"][0])), "experiments[9]: duplicates experiments[0]"),
+        (lambda d: d.update(preflight={"enabled": True, "mode": "strict"}), "preflight.mode: must be one of enforce"),
+        (lambda d: d.update(preflight={"enable": True}), "preflight.enable: unknown key; did you mean 'enabled'?"),
+        (lambda d: d.pop("results"), "results: is required"),
+    ],
+)
+def test_bad_values_are_rejected_naming_the_field(change: Any, expected: str) -> None:
+    data = copy.deepcopy(base())
+    change(data)
+    found = problems(data)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    data = base()
+    data["tp_size"] = 0
+    data["experiments"][3]["isl"] = -5
+    data["bogus"] = 1
+    assert problems(data) == [
+        "bogus: unknown key; allowed: " + ", ".join([
+            "release", "run_id", "model", "backend", "tp_size", "pp_size", "kv_cache_free_gpu_mem_fraction",
+            "checkpoint_dir", "workspace", "engine_cache_dir", "results", "experiments", "ep_size", "quantization",
+            "max_batch_size", "max_num_tokens", "preflight"]),
+        "tp_size: must be a positive integer, got 0",
+        "experiments[3].isl: must be a positive integer, got -5",
+    ]
+
+
+def test_yaml_and_json_files(tmp_path: Path) -> None:
+    (tmp_path / "c.json").write_text(json.dumps(base()))
+    import yaml
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(base()))
+    assert load_config(tmp_path / "c.json") == load_config(tmp_path / "c.yaml")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(tmp_path / "bad.json")
+
+
+def test_recipelib_renders_a_config_the_launcher_accepts() -> None:
+    """The deploy side and the launcher agree on the contract (recipelib.render.launcher_config)."""
+    from recipelib.models import Experiment as DeployExperiment
+    from recipelib.models import ModelSpec
+    from recipelib.render import BenchmarkPlan, launcher_config
+
+    spec = ModelSpec(id="meta-llama/Llama-3.1-405B", parameters_billion=405, backend="tensorrt", tp_size=8,
+                     pp_size=1, quantization="FP8", kv_cache_free_gpu_mem_fraction=0.95)
+    plan = BenchmarkPlan(release="bench-llama", namespace="default", model=spec,
+                         experiments=(DeployExperiment(128, 128, 30000), DeployExperiment(20000, 2000, 1000, 8, True)),
+                         image="us-docker.pkg.dev/p/r/trtllm:0.17.0", bucket="my-bucket", results_prefix="benchmarks")
+    cfg = parse_config(json.loads(json.dumps(launcher_config(plan))))
+    assert [e.id for e in cfg.experiments] == [e.id for e in plan.experiments]
+    assert cfg.results == "/gcs/benchmarks" and cfg.max_seq_len == 22000
+
+
+# -- plan and engine key ----------------------------------------------------------------------------------
+
+
+def test_plan_builds_one_engine_for_a_sweep_and_none_when_cached() -> None:
+    cfg = parse_config(base())
+    version = TrtllmVersion("0.17.0.post1")
+    cold = plan_setup(cfg, version, CacheState())
+    assert cold.download and len(cold.builds) == 1 and len(cold.run) == 9
+    assert cold.builds[0].tuning.max_seq_len == 22000
+    warm = plan_setup(cfg, version, CacheState(checkpoint_complete=True, engines=frozenset({cold.builds[0].key})))
+    assert not warm.download and warm.builds == () and warm.engine == cold.builds[0]
+    finished = plan_setup(cfg, version, CacheState(done_experiments=frozenset(e.id for e in cfg.experiments)))
+    assert not finished.download and finished.builds == () and finished.run == ()
+    pytorch = plan_setup(parse_config(base() | {"backend": "pytorch"}), version, CacheState())
+    assert pytorch.builds == () and pytorch.engine is None
+
+
+def test_engine_key_changes_with_what_changes_the_engine() -> None:
+    cfg = parse_config(base())
+    key = EngineSpec.for_config(cfg, TrtllmVersion("0.17.0.post1")).key
+    assert key.startswith("llama-3-1-405b-tp8-pp1-fp8-trt0-17-0-post1-s22000-")
+    assert EngineSpec.for_config(parse_config(base()), TrtllmVersion("0.17.0.post1")).key == key
+    others = [
+        EngineSpec.for_config(cfg, TrtllmVersion("0.18.0")),
+        EngineSpec.for_config(parse_config(base() | {"quantization": "NVFP4"}), TrtllmVersion("0.17.0.post1")),
+        EngineSpec.for_config(parse_config(base() | {"tp_size": 4, "pp_size": 2}), TrtllmVersion("0.17.0.post1")),
+        EngineSpec.for_config(parse_config(base() | {"experiments": base()["experiments"][:8]}),
+                              TrtllmVersion("0.17.0.post1")),
+    ]
+    assert len({key, *(o.key for o in others)}) == 5
+
+
+def test_build_tuning() -> None:
+    assert BuildTuning.for_config(parse_config(base())) == BuildTuning(22000, target_input_len=128,
+                                                                        target_output_len=128)
+    pinned = parse_config(base() | {"max_batch_size": 512, "max_num_tokens": 16384})
+    assert BuildTuning.for_config(pinned) == BuildTuning(22000, max_batch_size=512, max_num_tokens=16384)
+
+
+# -- command lines and reports ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "backend_flag", "per_request"),
+    [("0.17.0.post1", None, None), ("0.19.0", None, "--output_json"), ("0.21.0", "tensorrt", "--output_json"),
+     ("1.0.0rc3", "tensorrt", "--request_json")],
+)
+def test_throughput_dialects(version: str, backend_flag: str | None, per_request: str | None) -> None:
+    cfg = parse_config(base())
+    out = BenchOutputs(Path("/w/exp"))
+    argv = throughput_command("trtllm-bench", cfg, TrtllmVersion(version), cfg.experiments[0], out, Path("/e"))
+    assert argv[:7] == ["trtllm-bench", "--model", cfg.model, "--model_path", str(cfg.checkpoint_path),
+                        "--workspace", "/ssd/workspace"]
+    assert argv[7] == "throughput" and argv[argv.index("--engine_dir") + 1] == "/e"
+    assert (argv[argv.index("--backend") + 1] if "--backend" in argv else None) == backend_flag
+    assert argv[argv.index("--report_json") + 1] == "/w/exp/report.json"
+    assert [f for f in ("--output_json", "--request_json") if f in argv] == ([per_request] if per_request else [])
+
+
+def test_dataset_command_is_the_recipes_synthetic_dataset() -> None:
+    argv = bench.dataset_command("python3", Path("/app/prepare_dataset.py"), Path("/ssd/m"), Experiment(128, 256, 30))
+    assert argv == ["python3", "/app/prepare_dataset.py", "--stdout", "--tokenizer", "/ssd/m", "token-norm-dist",
+                    "--num-requests", "30", "--input-mean", "128", "--output-mean", "256",
+                    "--input-stdev", "0", "--output-stdev", "0"]
+
+
+def test_check_report(tmp_path: Path) -> None:
+    rj, rt = tmp_path / "report.json", tmp_path / "report.txt"
+    rt.write_text("...\n= PERFORMANCE OVERVIEW \nToken Throughput (tokens/sec):\t1.0\n")
+    assert "wrote no report" in check_report(rj, rt, 0, ())
+    rj.write_text(json.dumps({"performance": {"request_throughput_req_s": 30.5}}))
+    assert check_report(rj, rt, 0, ()) is None
+    assert "exited with code 1" in check_report(rj, rt, 1, ("boom",))
+    rj.write_text(json.dumps({"performance": {"request_throughput_req_s": float("nan")}}))
+    assert "non-numeric" in check_report(rj, rt, 0, ())
+    rj.write_text(json.dumps({"engine": {}}))
+    assert "no 'performance'" in check_report(rj, rt, 0, ())
+    rj.write_text(json.dumps({"performance": {"request_throughput_req_s": 1.0}}))
+    rt.write_text("[TensorRT-LLM][ERROR] CUDA runtime error: out of memory\n")
+    expected = "trtllm-bench wrote report.json but printed no PERFORMANCE OVERVIEW (out of memory)"
+    assert check_report(rj, rt, 0, ()) == expected
+
+
+def test_version_parsing() -> None:
+    assert TrtllmVersion("0.17.0.post1").parts == (0, 17, 0) and not TrtllmVersion("0.17.0.post1").pytorch_is_default
+    assert TrtllmVersion("1.1.0rc2").parts == (1, 1, 0) and TrtllmVersion("1.1.0rc2").has_request_json
+    assert not TrtllmVersion("unknown").known and TrtllmVersion("unknown").pytorch_is_default
+
+
+# -- the stand-in is as strict as the real tool ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "argv"),
+    [
+        ("0.17.0.post1", ["--model", "a/b", "throughput", "--engine_dir", "/", "--request_json", "/tmp/x"]),
+        ("0.17.0.post1", ["--model", "a/b", "throughput", "--engine_dir", "/", "--output_json", "/tmp/x"]),
+        ("0.17.0.post1", ["--model", "a/b", "throughput", "--backend", "pytorch"]),
+        ("0.20.0", ["--model", "a/b", "throughput", "--backend", "tensorrt"]),
+        ("1.0.0", ["--model", "a/b", "build", "--tp-size", "8"]),
+        ("1.0.0", ["--model", "a/b", "throughput", "--num-requests", "3"]),
+        ("1.0.0", ["throughput", "--model", "a/b"]),
+    ],
+)
+def test_standin_rejects_flags_its_version_does_not_have(version: str, argv: list[str]) -> None:
+    out = subprocess.run([sys.executable, str(REPO / "launcher" / "testing" / "trtllm_bench.py"), *argv],
+                         env={"STANDIN_VERSION": version, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Error:" in out.stderr
+
+
+# -- events, secrets, local store -------------------------------------------------------------------------------
+
+
+def test_events_round_trip_and_secrets_are_redacted(tmp_path: Path) -> None:
+    import io
+
+    stream = io.StringIO()
+    log = EventLog(stream=stream, redact=Redactor(("hf_secretsecret",)))
+    log.open_file(tmp_path / "l.log")
+    log.event("download", "failed", error="403 for token hf_secretsecret", seconds=1.23456)
+    log.info("token hf_secretsecret")
+    log.close()
+    lines = stream.getvalue().splitlines()
+    event = parse_event(lines[0])
+    assert event is not None and event["error"] == "403 for token [REDACTED]" and event["seconds"] == 1.235
+    assert event["experiment"] is None and "index" not in event
+    assert "hf_secretsecret" not in stream.getvalue() + (tmp_path / "l.log").read_text()
+    assert parse_event("RECIPE_EVENT {not json") is None and parse_event("plain line") is None
+    with pytest.raises(ValueError):
+        log.event("compile", "started")
+
+
+def test_local_store_creates_only_once(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "results"))
+    assert isinstance(store, LocalStore)
+    assert store.create("r/run/a.json", b"1") is True and store.create("r/run/a.json", b"2") is False
+    assert store.read("r/run/a.json") == b"1" and store.read("r/run/missing") is None
+    with pytest.raises(StoreError):
+        store.create("../escape", b"x")
