@@ -59,6 +59,7 @@ class Settings:
     results_prefix: str = "trtllm-benchmarks"
     kubeconfig: str | None = None
     kube_context: str | None = None
+    gcs_endpoint: str | None = None
 
     @property
     def image(self) -> str | None:
@@ -204,6 +205,12 @@ def validate_settings(s: Settings) -> None:
             "RESULTS_PREFIX",
             f"{s.results_prefix!r} must be a relative path inside the bucket such as 'trtllm-benchmarks' or "
             "'team/benchmarks': no gs://, no leading, trailing or double '/', no '..'",
+        )
+    if s.gcs_endpoint is not None and not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+/?", s.gcs_endpoint):
+        raise ConfigError(
+            "GCS_ENDPOINT",
+            f"{s.gcs_endpoint!r} is not a server URL such as 'http://127.0.0.1:4443' (a Cloud Storage emulator); "
+            "leave it unset for Google Cloud Storage",
         )
     if s.kubeconfig is not None and not Path(s.kubeconfig).expanduser().exists():
         raise ConfigError("KUBECONFIG", f"file {s.kubeconfig!r} does not exist")
