@@ -16,9 +16,13 @@ from .errors import (
     RecipelibError,
     SecretError,
 )
+from .imagebuild import build_image, follow_build
 from .models import Experiment, ModelSpec, catalog, parse_experiments, presets, resolve_model
+from .monitor import latest_release, wait
+from .monitor import status as run_status
 from .releases import apply, list_releases, uninstall
 from .render import BenchmarkPlan, render_benchmark, write_manifests
+from .results import load_results
 from .secrets import ensure_hf_secret, hf_token
 from .settings import Settings, load_settings, save_settings
 from .validate import validate_objects
@@ -38,23 +42,29 @@ __all__ = [
     "SecretError",
     "Settings",
     "apply",
+    "build_image",
     "catalog",
     "check_cluster",
     "connect",
     "deploy",
     "ensure_hf_secret",
+    "follow_build",
     "from_gke",
     "from_kubeconfig",
     "hf_token",
+    "latest_release",
     "list_releases",
+    "load_results",
     "load_settings",
     "parse_experiments",
     "plan_benchmark",
     "presets",
     "render_benchmark",
     "resolve_model",
+    "run_status",
     "save_settings",
     "uninstall",
     "validate_objects",
+    "wait",
     "write_manifests",
 ]
