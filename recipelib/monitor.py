@@ -158,6 +158,21 @@ def _container_line(cs: Any) -> str:
     return f"{cs.name}: unknown"
 
 
+def _node_gone(cluster: Cluster, pod: V1Pod) -> bool:
+    """The pod's node no longer exists, or the pod died with it (reason NodeLost)."""
+    if pod.status.reason == "NodeLost":
+        return True
+    if not pod.spec.node_name or pod.status.phase in ("Succeeded", "Failed"):
+        return False
+    try:
+        call(lambda: cluster.core.read_node(pod.spec.node_name), f"read node {pod.spec.node_name}")
+    except NotFoundError:
+        return True
+    except ClusterError:
+        pass  # reading nodes may be forbidden to a namespace user; say nothing rather than guess
+    return False
+
+
 def _admitted(cluster: Cluster, job: V1Job) -> bool | None:
     """Kueue's Workload for the Job if Kueue runs; otherwise what ``suspend`` says."""
     try:
@@ -196,32 +211,31 @@ def status(cluster: Cluster, release: str, *, log_lines: list[str] | None = None
     pods = _pods(cluster, release)
     pod = pods[-1] if pods else None
     names = {release, *(p.metadata.name for p in pods)}
-    evicted = node_lost = False
     containers: tuple[str, ...] = ()
+    evicted_pods = [p for p in pods if p.status.reason == "Evicted"]
+    lost_pods = [p for p in pods if _node_gone(cluster, p)]
+    evicted, node_lost = bool(evicted_pods), bool(lost_pods)
     if pod is not None:
         st = pod.status
-        evicted = st.reason == "Evicted"
         containers = tuple(_container_line(c) for c in (st.init_container_statuses or []) +
                            (st.container_statuses or []))
-        if pod.spec.node_name:
-            try:
-                call(lambda: cluster.core.read_node(pod.spec.node_name), f"read node {pod.spec.node_name}")
-            except NotFoundError:
-                node_lost = True
-            except ClusterError:
-                pass  # listing nodes may be forbidden to a namespace user; say nothing rather than guess
         if state in ("Running", "Pending") and st.phase == "Pending":
             waiting = [c for c in containers if "waiting" in c]
             reason = ("pod not scheduled yet" if not pod.spec.node_name else
                       f"pod starting: {waiting[0]}" if waiting else "pod starting")
-        if evicted:
-            reason = f"pod evicted: {st.message or 'by the node'}"
-        elif node_lost:
-            reason = f"the node {pod.spec.node_name} went away"
         if state == "Failed" and not evicted and not node_lost:
             failed = [c for c in containers if "exit code" in c and "exit code 0" not in c]
             if failed:
                 reason += f"; {failed[-1]}"
+    for gone, what in ((evicted_pods, "evicted"), (lost_pods, "lost with its node")):
+        if gone:
+            p = gone[-1]
+            detail = p.status.message or p.spec.node_name or ""
+            note = f"pod {p.metadata.name} was {what}" + (f" ({detail.strip()})" if detail else "")
+            if state == "Failed":
+                reason = f"{note}; {reason}"
+            elif state != "Complete":
+                reason = f"{reason}; {note}, and the Job retries it: finished experiments are kept and skipped"
     if log_lines is None and pod is not None and pod.spec.node_name:
         log_lines = read_log(cluster, pod.metadata.name)
     annotations = meta.annotations or {}
@@ -346,9 +360,12 @@ def follow_logs(
         finally:
             response.release_conn()
         if ended_cleanly:
-            if _container_finished(cluster, pod, container):
-                return
-            time.sleep(retry_delay_s)  # the server closed a live stream (e.g. a timeout): go on
+            # The stream ends when the container does; its status says so a moment later. Only a
+            # container still running after that grace was cut off by the server (a timeout): go on.
+            for _ in range(10):
+                if _container_finished(cluster, pod, container):
+                    return
+                time.sleep(0.3)
 
 
 def _container_finished(cluster: Cluster, pod: str, container: str) -> bool:

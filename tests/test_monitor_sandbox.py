@@ -1,0 +1,161 @@
+"""The monitor against the sandbox: pending, running, completed, failed, evicted, node lost, and the log
+follow resuming after a dropped connection without a repeated or missing line.
+
+Uses the session's ``sandbox`` and a fresh namespace per test (``ns``), both from tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from urllib3.exceptions import ProtocolError
+
+import recipelib
+from recipelib.monitor import follow_logs, latest_release, read_log, status, wait
+from recipelib.monitor_view import watch
+
+pytestmark = pytest.mark.integration
+
+FAST = 20000.0
+SLOW = 5.0
+MODEL = "meta-llama/Llama-3.1-405B"
+
+
+def deploy(sandbox, cluster, experiments="recipe-default", **options: Any) -> recipelib.BenchmarkPlan:
+    settings = sandbox.settings(namespace=cluster.namespace)
+    plan = recipelib.plan_benchmark(settings, MODEL, experiments, user="mon",
+                                    run_id=f"mon-{uuid.uuid4().hex[:8]}", **options)
+    recipelib.deploy(plan, cluster)
+    return plan
+
+
+def until(what: str, check, timeout: float = 60, poll: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def test_pending_says_why_the_pod_is_not_scheduled(sandbox, ns):
+    plan = deploy(sandbox, ns, overrides={"accelerator": "nvidia-b200"})
+    st = until("FailedScheduling", lambda: (s := status(ns, plan.release)).events and
+               any(e.reason == "FailedScheduling" for e in s.events) and s)
+    assert st.state == "Running" or st.state == "Pending"
+    assert st.reason == "pod not scheduled yet"
+    assert any("node selector" in e.text for e in st.events if e.reason == "FailedScheduling")
+    assert st.progress.phase is None and "launcher not started yet" in "\n".join(st.lines())
+
+
+def test_running_shows_the_launchers_phase(sandbox, ns):
+    sandbox.set_controls(replay_speed=SLOW)
+    plan = deploy(sandbox, ns)
+    st = until("the launcher's build", lambda: (s := status(ns, plan.release)).progress.phase == "build" and s)
+    assert st.state == "Running" and st.pod_phase == "Running" and st.node
+    assert st.progress.total == 1 and st.progress.done == 0
+    assert any(line.startswith("benchmark: running since") for line in st.containers)
+    assert any(e.reason == "Started" for e in st.events)
+    sandbox.set_controls(replay_speed=FAST)
+    outcome = wait(ns, plan.release, timeout_s=120, poll_s=0.5)
+    assert outcome.succeeded
+
+
+def test_completed_run_with_progress_and_kept_results(sandbox, ns, capsys):
+    plan = deploy(sandbox, ns)
+    assert latest_release(ns) == plan.release
+    statuses, lines = [], []
+    outcome = wait(ns, plan.release, timeout_s=120, poll_s=0.5, on_line=lines.append, on_status=statuses.append)
+    assert outcome.succeeded and outcome.status.state == "Complete"
+    p = outcome.status.progress
+    assert p.total == 1 and p.finished_experiments == ("isl128-osl128-n30000",) and p.run_state == "finished"
+    assert any("PERFORMANCE OVERVIEW" in line for line in lines)
+    assert len(lines) == len(set(lines)) or lines == read_log(ns, outcome.status.pod)  # nothing repeated
+    assert lines == read_log(ns, outcome.status.pod)
+    assert statuses[-1].state == "Complete" and len(statuses) >= 2
+
+    settings = sandbox.settings(namespace=ns.namespace)
+    watch(ns, settings, plan.release, timeout_s=60, widgets=False, show_log=False,
+          storage_client=sandbox.storage_client())
+    out = capsys.readouterr().out
+    assert f"{plan.release}: Complete" in out
+    assert "Results kept in gs://" in out and "isl128-osl128-n30000" in out
+
+
+def test_failed_run_says_why_and_shows_the_last_lines(sandbox, ns, capsys):
+    sandbox.set_controls(fail="benchmark")
+    plan = deploy(sandbox, ns, overrides={"backoff_limit": 0})
+    outcome = wait(ns, plan.release, timeout_s=120, poll_s=0.5)
+    assert not outcome.succeeded and outcome.status.state == "Failed"
+    assert "exit code 1" in outcome.status.reason
+    assert outcome.status.progress.failed_experiments == ("isl128-osl128-n30000",)
+    assert outcome.last_lines and any("RECIPE_EVENT" in line for line in outcome.last_lines)
+    with pytest.raises(recipelib.RecipelibError, match="failed"):
+        watch(ns, sandbox.settings(namespace=ns.namespace), plan.release, timeout_s=60, widgets=False,
+              show_log=False, storage_client=sandbox.storage_client())
+    assert "Last log lines:" in capsys.readouterr().out
+
+
+def test_an_evicted_pod_is_reported_as_evicted(sandbox, ns):
+    sandbox.set_controls(replay_speed=SLOW)
+    plan = deploy(sandbox, ns, overrides={"backoff_limit": 0})
+    st = until("a running pod", lambda: (s := status(ns, plan.release)).pod_phase == "Running" and s)
+    sandbox.evict(st.pod, namespace=ns.namespace)
+    st = until("the Job to fail", lambda: (s := status(ns, plan.release)).state == "Failed" and s, timeout=60)
+    assert st.evicted and st.reason.startswith(f"pod {st.pod} was evicted")
+    assert any(e.reason == "Evicted" and "results already uploaded are kept" in e.text for e in st.events)
+
+
+def test_a_lost_node_is_reported_as_such(sandbox, ns):
+    sandbox.set_controls(replay_speed=SLOW)
+    plan = deploy(sandbox, ns)
+    st = until("a running pod", lambda: (s := status(ns, plan.release)).pod_phase == "Running" and s)
+    sandbox.remove_node()
+    try:
+        st = until("the node to be gone", lambda: (s := status(ns, plan.release)).node_lost and s)
+        assert "lost with its node" in st.reason
+    finally:
+        sandbox.restore_node()
+        sandbox.set_controls(replay_speed=FAST)
+
+
+class DroppingStream:
+    """The real log request, whose first response breaks after ``after`` lines like a dropped connection."""
+
+    def __init__(self, read, after: int) -> None:
+        self.read, self.after, self.calls = read, after, []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append(kwargs)
+        response = self.read(*args, **kwargs)
+        if len(self.calls) > 1:
+            return response
+        after, real_stream = self.after, response.stream
+
+        def stream(*a, **k):
+            seen = 0
+            for chunk in real_stream(*a, **k):
+                yield chunk
+                seen += chunk.count(b"\n")
+                if seen >= after:
+                    raise ProtocolError("Connection broken: IncompleteRead")
+        response.stream = stream
+        return response
+
+
+def test_log_follow_resumes_after_a_dropped_connection_without_repeating(sandbox, ns):
+    sandbox.set_controls(replay_speed=200.0)
+    plan = deploy(sandbox, ns)
+    pod = until("a running pod", lambda: (s := status(ns, plan.release)).pod_phase == "Running" and s.pod)
+    until("some log", lambda: len(read_log(ns, pod)) > 5)
+    dropping = DroppingStream(ns.core.read_namespaced_pod_log, after=5)
+    sandbox.set_controls(replay_speed=2000.0)
+    followed = list(follow_logs(ns, pod, stream=dropping, retry_delay_s=0.1))
+    full = read_log(ns, pod)
+    assert followed == full  # every line once, in order, none lost
+    assert len(dropping.calls) == 2  # one streaming request, one resume; no polling
+    assert all(c["follow"] for c in dropping.calls) and "since_seconds" in dropping.calls[1]
