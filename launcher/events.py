@@ -24,6 +24,14 @@ PHASES = ("preflight", "download", "build", "dataset", "benchmark", "upload", "r
 STATES = ("started", "finished", "skipped", "failed")
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 REDACTED = "[REDACTED]"
+REPLAY_ENV = "RECIPE_REPLAY"
+REPLAY_PREFIX = "[replay] "
+
+
+def replaying(env: dict[str, str] | None = None) -> bool:
+    """``RECIPE_REPLAY=1``: the tools replay a recorded run (the local sandbox), and everything says so."""
+    env = os.environ if env is None else env
+    return env.get(REPLAY_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def utc_now() -> str:
@@ -60,6 +68,7 @@ class EventLog:
     stream: IO[str] = field(default_factory=lambda: sys.stdout)
     redact: Redactor = field(default_factory=Redactor.from_env)
     log_path: Path | None = None
+    replay: bool = field(default_factory=replaying)
     _file: IO[str] | None = None
 
     def open_file(self, path: Path) -> None:
@@ -76,6 +85,8 @@ class EventLog:
 
     def _write(self, line: str) -> None:
         line = self.redact(line)
+        if self.replay and not line.startswith(EVENT_PREFIX):
+            line = REPLAY_PREFIX + line  # a replayed run must never pass for a measurement
         if not line.endswith("\n"):
             line += "\n"
         self.stream.write(line)
@@ -111,6 +122,8 @@ class EventLog:
             payload["index"] = index
         if total is not None:
             payload["total"] = total
+        if self.replay:
+            payload["replay"] = True
         for key, value in extra.items():
             if value is not None:
                 payload[key] = round(value, 3) if isinstance(value, float) else value

@@ -77,7 +77,9 @@ Environment: ``HF_TOKEN`` (only read for the download; never printed or written)
 (the trtllm-bench executable, default ``trtllm-bench``), ``RECIPE_TRTLLM_VERSION`` (override the
 detected version), ``RECIPE_PREPARE_DATASET`` (path of prepare_dataset.py), ``RECIPE_DOWNLOADER``
 (an executable ``EXE MODEL DEST`` instead of huggingface_hub), ``RECIPE_PREFLIGHT`` (path of the
-preflight script, default ``preflight.py`` beside this file), ``STORAGE_EMULATOR_HOST`` (a local GCS).
+preflight script, default ``preflight.py`` beside this file), ``STORAGE_EMULATOR_HOST`` (a local GCS),
+``RECIPE_REPLAY=1`` (the tools replay a recorded run, as in the local sandbox: every readable line is
+prefixed ``[replay] ``, every event carries ``"replay": true``, and so do ``metadata.json``/``run.json``).
 """
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ PREFLIGHT_ENV = "RECIPE_PREFLIGHT"
 # Steps after the download read the local checkpoint: they do not get the Hugging Face token.
 SECRET_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 SCHEMA = 1
+REPLAY_NOTE = ("a replay of a recorded real run in the local sandbox (RECIPE_REPLAY=1): no GPU ran; "
+               "the reports are the recording's")
 
 
 class SetupError(Exception):
@@ -153,6 +155,7 @@ class Runner:
             "versions": sysinfo.versions(self.setup.version), "gpus": self.gpus,
             "checkpoint": self.setup.checkpoint, "engine": self.setup.engine,
             "preflight": self.setup.preflight,
+            **({"replay": True, "replay_note": REPLAY_NOTE} if self.log.replay else {}),
         }
 
     # -- the run ---------------------------------------------------------------------------------
@@ -170,6 +173,8 @@ class Runner:
         cfg = self.cfg
         self.local.mkdir(parents=True, exist_ok=True)
         self.log.open_file(self.local / "launcher.log")
+        if self.log.replay:
+            self.log.info(f"REPLAY: {REPLAY_NOTE}")
         self.log.info(
             f"run {cfg.run_id} of release {cfg.release}: {cfg.model} ({cfg.backend}, TP{cfg.tp_size} PP{cfg.pp_size}, "
             f"{cfg.quantization or 'no quantization'}), {self.total} experiment(s) -> {self.store.url(self.run_prefix)}"

@@ -106,11 +106,22 @@ def _write_certs(d: Path) -> None:
 
 @dataclass
 class LocalKube:
-    """One control plane whose state lives in ``root``; ``kubeconfig`` is written there when started."""
+    """One control plane whose state lives in ``root``; ``kubeconfig`` is written there when started.
+
+    ``detach`` starts the servers in their own session, so that they outlive the process that started
+    them (the sandbox's CLI) and a Ctrl-C in its terminal does not reach them; ``pids`` names them.
+    """
 
     root: Path
     port: int = field(default_factory=free_port)
     token: str = field(default_factory=lambda: secrets.token_hex(16))
+    context_name: str = "recipelib-local"
+    detach: bool = False
+    ready_excludes: tuple[str, ...] = ()
+    """``/readyz`` checks not waited for, e.g. ``poststarthook/rbac/bootstrap-roles`` where every client is
+    in ``system:masters`` (authorised before RBAC is asked) and a second matters."""
+    disabled_admission: tuple[str, ...] = ("ServiceAccount",)
+    """Admission plugins turned off; ServiceAccount always (pods need no service account token here)."""
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -123,11 +134,17 @@ class LocalKube:
 
     @property
     def context(self) -> str:
-        return "recipelib-local"
+        return self.context_name
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """The running servers' process ids by name (etcd, kube-apiserver, kube-controller-manager)."""
+        return {Path(str(p.args[0])).name: p.pid for p in self._procs}
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         logfile = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        self._procs.append(subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.root))
+        self._procs.append(subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT, cwd=self.root,
+                                            start_new_session=self.detach))
         logfile.close()
 
     def start(self, timeout: float = 60.0) -> LocalKube:
@@ -156,7 +173,10 @@ class LocalKube:
             f"--service-account-key-file={r}/sa.pub", f"--service-account-signing-key-file={r}/sa.key",
             "--service-account-issuer=https://kubernetes.default.svc", "--authorization-mode=Node,RBAC",
             "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
-            "--disable-admission-plugins=ServiceAccount", "--enable-priority-and-fairness=false",
+            f"--disable-admission-plugins={','.join(self.disabled_admission)}", "--enable-priority-and-fairness=false",
+            # pod logs: the API server calls a node agent's kubelet port on the node's InternalIP and checks
+            # its certificate against our CA (the agent serves this server's own certificate)
+            f"--kubelet-certificate-authority={r}/ca.crt", "--kubelet-preferred-address-types=InternalIP",
         ])
         self._wait_ready(timeout)
         self._spawn("kube-controller-manager", [
@@ -186,7 +206,9 @@ class LocalKube:
                 if p.poll() is not None:
                     self.stop()
                     raise RecipelibError(f"{p.args[0]} exited with {p.returncode}; see the logs in {self.root}")
-            req = urllib.request.Request(f"{self.url}/readyz", headers={"Authorization": f"Bearer {self.token}"})
+            query = "&".join(f"exclude={name}" for name in self.ready_excludes)
+            req = urllib.request.Request(f"{self.url}/readyz?{query}",
+                                         headers={"Authorization": f"Bearer {self.token}"})
             try:
                 with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:
                     if resp.status == 200:
@@ -198,9 +220,9 @@ class LocalKube:
         raise RecipelibError(f"kube-apiserver was not ready within {timeout:.0f}s; see {self.root}/kube-apiserver.log")
 
     def stop(self) -> None:
+        """One at a time, clients first: an API server whose etcd is already gone takes 10 s to give up."""
         for p in reversed(self._procs):
             p.terminate()
-        for p in reversed(self._procs):
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -8,10 +8,12 @@ line; ``wait`` follows until the Job completes or fails and says why.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from queue import Empty, Queue
 from typing import Any
 
 from kubernetes.client import CustomObjectsApi, V1Job, V1Pod
@@ -335,7 +337,7 @@ def follow_logs(
         ended_cleanly = False
         try:
             buffer = b""
-            for chunk in response.stream(4096, decode_content=True):
+            for chunk in _chunks(response):
                 buffer += chunk
                 *complete, buffer = buffer.split(b"\n")
                 for raw in complete:
@@ -366,6 +368,17 @@ def follow_logs(
                 if _container_finished(cluster, pod, container):
                     return
                 time.sleep(0.3)
+
+
+def _chunks(response: Any) -> Iterator[bytes]:
+    """Bytes as they arrive: ``read1`` returns what the socket has, where ``stream(n)`` would wait for n
+    bytes and hold a slow run's lines back for minutes."""
+    read1 = getattr(response, "read1", None)
+    if read1 is None:
+        yield from response.stream(4096, decode_content=True)
+        return
+    while chunk := read1(4096):
+        yield chunk
 
 
 def _container_finished(cluster: Cluster, pod: str, container: str) -> bool:
@@ -403,44 +416,55 @@ def wait(
 ) -> Outcome:
     """Follow the run until its Job completes or fails (or ``timeout_s``); the outcome says why.
 
-    Log lines go to ``on_line`` as they come (one follow stream per pod); the status is re-read between
-    lines at most every ``poll_s`` and handed to ``on_status`` when it changes.
+    A background thread follows each pod's log (one streaming request per pod); this thread hands the
+    lines to ``on_line`` as they come and re-reads the status every ``poll_s`` whether lines come or
+    not (a 405B build prints nothing for half an hour), calling ``on_status`` when it changes.
     """
     deadline = time.monotonic() + timeout_s
     lines: list[str] = []
     followed: set[str] = set()
+    queue: Queue[str] = Queue()
+    followers: list[threading.Thread] = []
+    failures: list[BaseException] = []
     last_seen: tuple[Any, ...] | None = None
-    next_check = 0.0
 
-    def check() -> RunStatus:
-        nonlocal last_seen
-        st = status(cluster, release, log_lines=lines)
+    def follow(pod: str) -> None:
+        try:
+            for line in follow_logs(cluster, pod):
+                queue.put(line)
+        except BaseException as e:  # handed to the waiting thread, which raises it
+            failures.append(e)
+
+    def drain(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                line = queue.get(timeout=left)
+            except Empty:
+                return
+            lines.append(line)
+            if on_line is not None:
+                on_line(line)
+
+    while True:
+        st = status(cluster, release, log_lines=lines if followed else None)
         key = (st.state, st.reason, st.pod_phase, st.containers, st.progress.phase, st.progress.state,
                st.progress.experiment, st.progress.done)
         if key != last_seen and on_status is not None:
             on_status(st)
         last_seen = key
-        return st
-
-    while True:
-        st = check()
-        if st.finished:
+        if failures:
+            raise failures[0]
+        if st.finished and not any(t.is_alive() for t in followers) and queue.empty():
             return Outcome(st, tuple(lines[-keep_lines:]))
         if time.monotonic() > deadline:
             raise ClusterError(f"{release} still {st.state} after {timeout_s:.0f}s ({st.reason})")
         if st.pod and st.node and st.pod not in followed and st.pod_phase in ("Running", "Succeeded", "Failed"):
             followed.add(st.pod)
-            for line in follow_logs(cluster, st.pod):
-                lines.append(line)
-                if on_line is not None:
-                    on_line(line)
-                if time.monotonic() >= next_check:
-                    next_check = time.monotonic() + poll_s
-                    check()
-                if time.monotonic() > deadline:
-                    break
-            continue
-        time.sleep(poll_s)
+            thread = threading.Thread(target=follow, args=(st.pod,), name=f"follow-{st.pod}", daemon=True)
+            followers.append(thread)
+            thread.start()
+        drain(poll_s)
 
 
 # --- results already in the bucket -----------------------------------------------------------------

@@ -25,6 +25,36 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def banner(settings: Settings) -> str:
+    """The first line every notebook prints: which cluster it works on, and whether that is the local sandbox.
+
+    A run against the sandbox must never pass for a measurement, so the notebook says so before anything
+    else (``Settings.sandbox``: the settings use the sandbox's kubeconfig context).
+    """
+    from pathlib import Path
+
+    from .settings import running_sandbox_settings
+
+    if settings.sandbox:
+        line = (f"Using the local sandbox (a replay of a recorded run, not a real cluster): context "
+                f"{settings.kube_context}, namespace {settings.namespace}, bucket {settings.gcs_bucket} at "
+                f"{settings.gcs_endpoint}")
+        root = Path(settings.kubeconfig).parent.parent if settings.kubeconfig else None
+        if root is None or running_sandbox_settings(root) is None:
+            line += ". It is NOT running: start it with `python -m recipelib.sandbox start`"
+    elif settings.kubeconfig or settings.kube_context:
+        line = (f"Using cluster: kubeconfig {settings.kubeconfig or '(default)'}, context "
+                f"{settings.kube_context or '(current)'}, namespace {settings.namespace}")
+    elif settings.project_id and settings.cluster_name and settings.cluster_region:
+        line = (f"Using GKE cluster {settings.cluster_name} in {settings.cluster_region} (project "
+                f"{settings.project_id}), namespace {settings.namespace}")
+    else:
+        line = ("No cluster configured: the default kubeconfig is used if there is one. To try everything on "
+                "this machine without a cloud account: python -m recipelib.sandbox start")
+    print(line)
+    return line
+
+
 def show_settings(settings: Settings) -> None:
     env = settings.as_env()
     from .settings import NAMES

@@ -1,6 +1,9 @@
 """Settings: the recipe's exported variables, read once, validated once.
 
 Precedence, lowest to highest: defaults < settings file < environment < explicit arguments.
+With no cluster configured anywhere (no settings file of the user's, no ``KUBECONFIG``/``KUBE_CONTEXT``/
+``CLUSTER_NAME`` in the environment or the arguments), the running local sandbox's settings file takes
+the settings file's place (``python -m recipelib.sandbox start``); ``Settings.sandbox`` then says so.
 The settings file and the environment use the recipe's names (``PROJECT_ID``, ``GCS_BUCKET``, ...);
 Python code reads the same values as lower-case attributes (``settings.gcs_bucket``).
 
@@ -12,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -25,6 +29,12 @@ from .errors import ConfigError
 
 SETTINGS_ENV = "RECIPELIB_SETTINGS"
 """Environment variable naming the settings file; default ``~/.config/recipelib/settings.yaml``."""
+SANDBOX_ENV = "RECIPELIB_SANDBOX"
+"""Environment variable naming the local sandbox's folder; default ``~/.cache/recipelib/sandbox``.
+Setting it also lets a named but absent ``$RECIPELIB_SETTINGS`` fall back to that sandbox."""
+SANDBOX_CONTEXT = "recipelib-sandbox"
+"""The kubeconfig context of the local sandbox: settings that use it are the sandbox's."""
+_CLUSTER_NAMES = ("KUBECONFIG", "KUBE_CONTEXT", "CLUSTER_NAME")
 
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
@@ -62,6 +72,11 @@ class Settings:
     gcs_endpoint: str | None = None
 
     @property
+    def sandbox(self) -> bool:
+        """These settings point at the local sandbox (a replay of a recorded run), not a real cluster."""
+        return self.kube_context == SANDBOX_CONTEXT
+
+    @property
     def image(self) -> str | None:
         """The benchmark image reference, ``ARTIFACT_REGISTRY/TRTLLM_IMAGE:TRTLLM_VERSION``."""
         if not self.artifact_registry:
@@ -89,6 +104,32 @@ NAMES: tuple[str, ...] = tuple(f.name.upper() for f in fields(Settings))
 
 def settings_path() -> Path:
     return Path(os.environ.get(SETTINGS_ENV) or Path.home() / ".config" / "recipelib" / "settings.yaml")
+
+
+def sandbox_root() -> Path:
+    return Path(os.environ.get(SANDBOX_ENV) or Path.home() / ".cache" / "recipelib" / "sandbox")
+
+
+def running_sandbox_settings(root: Path | None = None) -> Path | None:
+    """The settings file of the sandbox in ``root`` if its servers are running, else None.
+
+    Cheap (no network): the sandbox's ``state.json`` names its processes, and each must be alive.
+    """
+    root = root or sandbox_root()
+    try:
+        state = json.loads((root / "state.json").read_text())
+        pids = [int(p) for p in state["pids"].values()]
+        path = Path(state["settings"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+    return path if pids and path.is_file() else None
 
 
 def _normalise_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -131,11 +172,27 @@ def load_settings(
     environ = os.environ if environ is None else environ
     merged: dict[str, Any] = {}
     merged.update(read_settings_file(path))
+    if path is None and not merged and _no_cluster_configured(environ, explicit):
+        sandbox = running_sandbox_settings()
+        if sandbox is not None:
+            merged.update(read_settings_file(sandbox))
     merged.update(_normalise_keys({k: environ[k] for k in NAMES if environ.get(k)}, "the environment"))
     merged.update(_normalise_keys({k: v for k, v in explicit.items() if v not in (None, "")}, "arguments"))
     settings = replace(Settings(), **merged)
     validate_settings(settings)
     return settings
+
+
+def _no_cluster_configured(environ: Mapping[str, str], explicit: Mapping[str, Any]) -> bool:
+    """No settings file of the user's (named or default) and no cluster in the environment or arguments.
+
+    A ``$RECIPELIB_SETTINGS`` that names an absent file counts as configured (tests use one to stay
+    hermetic), unless ``$RECIPELIB_SANDBOX`` asks for the sandbox too.
+    """
+    if settings_path().exists() or (SETTINGS_ENV in os.environ and SANDBOX_ENV not in os.environ):
+        return False
+    given = {str(k).upper() for k, v in explicit.items() if v not in (None, "")}
+    return not any(environ.get(n) for n in _CLUSTER_NAMES) and not given & set(_CLUSTER_NAMES)
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> Path:

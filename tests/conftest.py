@@ -17,6 +17,7 @@ import pytest
 from recipelib.cluster import Cluster, from_kubeconfig
 from recipelib.localgcs import LocalGCS
 from recipelib.localkube import LocalKube
+from recipelib.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -75,3 +76,32 @@ def namespace(kube: KubeTarget) -> Iterator[str]:
 @pytest.fixture
 def cluster(kube: KubeTarget, namespace: str) -> Cluster:
     return from_kubeconfig(kube.kubeconfig, kube.context, namespace)
+
+
+# --- the local sandbox ------------------------------------------------------------------------------
+# One sandbox (API server + node agent + fake-gcs-server) for the whole session, replaying fast.
+
+SANDBOX_FAST = 20000.0  # recorded seconds per second: the hour-long recording in a fifth of a second
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    box = Sandbox(tmp_path_factory.mktemp("sandbox"), replay_speed=SANDBOX_FAST).start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def ns(sandbox: Sandbox) -> Iterator[Cluster]:
+    """A fresh namespace on the sandbox with the hf-secret, deleted afterwards; the controls are reset."""
+    from pydantic import SecretStr
+
+    from recipelib.secrets import ensure_hf_secret
+
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster = sandbox.cluster(name)
+    cluster.core.create_namespace({"metadata": {"name": name}})
+    ensure_hf_secret(cluster, SecretStr("hf_sandboxTestPlaceholder0123456789"))
+    yield cluster
+    sandbox.set_controls(replay_speed=SANDBOX_FAST, fail="")
+    cluster.core.delete_namespace(name)

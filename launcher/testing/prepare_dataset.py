@@ -56,12 +56,18 @@ def main(argv: list[str]) -> int:
         print(f"OSError: Can't load tokenizer for '{args.tokenizer}'.", file=sys.stderr)
         return 1
     rng = random.Random(args.random_seed)
+    # Prompts are random slices of one pool of random token ids: a 30000-request dataset in about a
+    # second (the sandbox replays the recipe's 30000-request run), where a fresh draw per token took three.
+    pool = [str(t) for t in rng.choices(range(100, 32000), k=1 << 16)]
     lines = []
     for _ in range(args.num_requests):
         isl = max(1, round(rng.gauss(args.input_mean, args.input_stdev)))
         osl = max(1, round(rng.gauss(args.output_mean, args.output_stdev)))
-        ids = [rng.randrange(100, 32000) for _ in range(isl)]
-        lines.append(json.dumps({"task_id": args.task_id, "input_ids": ids, "output_tokens": osl}))
+        while len(pool) <= isl:
+            pool += pool
+        start = rng.randrange(len(pool) - isl)
+        ids = ", ".join(pool[start:start + isl])
+        lines.append(f'{{"task_id": {args.task_id}, "input_ids": [{ids}], "output_tokens": {osl}}}')
     text = "\n".join(lines) + "\n"
     if args.stdout:
         sys.stdout.write(text)

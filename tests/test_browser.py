@@ -1,0 +1,151 @@
+"""The monitor notebook in a real browser: JupyterLab on loopback, Debian's Chromium driven by Playwright.
+
+It runs ``monitor.ipynb`` against the sandbox while a replay is in progress, and checks that the widget
+panel renders and updates live, that the run ends Complete, and that no cell errors. A screenshot is
+saved to ``test-artifacts/monitor-jupyterlab.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+import recipelib
+from recipelib.localgcs import free_port
+from recipelib.settings import save_settings
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+
+KERNEL_READY = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const ctx = w && w.sessionContext;
+  const k = ctx && ctx.isReady && ctx.session && ctx.session.kernel;
+  return !!k && k.connectionStatus === 'connected' && k.status === 'idle';
+}"""
+ERRORS = """() => {
+  const cells = window.jupyterapp.shell.currentWidget.content.model.cells, errors = [];
+  for (let i = 0; i < cells.length; i++) {
+    const cell = cells.get(i);
+    if (cell.type !== 'code') continue;
+    for (let j = 0; j < cell.outputs.length; j++) {
+      const out = cell.outputs.get(j).toJSON();
+      if (out.output_type === 'error') errors.push(out.ename + ': ' + out.evalue);
+    }
+  }
+  return errors;
+}"""
+
+
+PANEL_SAYS = """() => { const p = document.querySelector('.recipelib-monitor');
+  return !!p && p.innerText.includes('%s'); }"""
+
+
+def until(page, js: str, seconds: float, what: str) -> None:
+    """Poll from Python: Playwright's own waits poll on animation frames, which a busy headless page skips."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if page.evaluate(js):
+            return
+        time.sleep(0.5)
+    page.screenshot(path=str(ARTIFACTS / "monitor-jupyterlab-timeout.png"), full_page=True)
+    raise AssertionError(f"timed out after {seconds:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def lab(tmp_path, sandbox, ns):
+    """JupyterLab serving a copy of the notebooks, its kernels pointed at the sandbox's namespace."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed: apt-get install chromium (Debian); .ci/run installs it")
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(REPO / "notebooks" / "monitor.ipynb", work / "monitor.ipynb")
+    settings_file = save_settings(sandbox.settings(namespace=ns.namespace), tmp_path / "settings.yaml")
+    user_settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    user_settings.mkdir(parents=True)
+    (user_settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    # every cell attached to the page: JupyterLab 4 otherwise leaves cells out of view unrendered
+    notebook_settings = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
+    notebook_settings.mkdir(parents=True)
+    (notebook_settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    port, token = free_port(), secrets.token_hex(16)
+    env = {**os.environ, "RECIPELIB_SETTINGS": str(settings_file),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg")}
+    log = open(tmp_path / "jupyterlab.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
+         f"--ServerApp.token={token}", f"--ServerApp.root_dir={work}", "--ServerApp.port_retries=0",
+         "--LabApp.expose_app_in_browser=True"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2):
+                break
+        except OSError:
+            if server.poll() is not None:
+                pytest.fail(f"JupyterLab exited: {(tmp_path / 'jupyterlab.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield f"http://127.0.0.1:{port}/lab/tree/monitor.ipynb?token={token}"
+    server.terminate()
+    server.wait(timeout=20)
+    log.close()
+
+
+def test_monitor_notebook_panel_renders_and_updates_live(lab, sandbox, ns):
+    from playwright.sync_api import sync_playwright
+
+    sandbox.clear_local_ssd()  # a fresh node, so the run has a build phase to show
+    sandbox.set_controls(replay_speed=5.0)  # slow until the panel shows, then fast: it must move on its own
+    plan = recipelib.plan_benchmark(sandbox.settings(namespace=ns.namespace), "meta-llama/Llama-3.1-405B",
+                                    user="browser", run_id=f"ui-{uuid.uuid4().hex[:8]}")
+    recipelib.deploy(plan, ns)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        page.goto(lab)
+        until(page, KERNEL_READY, 90, "the kernel to be ready")
+        # not awaited: the command's promise resolves only when the monitor cell ends with the run
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return true; }")
+        until(page, PANEL_SAYS % "build", 120, "the panel to show the launcher's build")
+        panel = page.query_selector(".recipelib-monitor")
+        sandbox.set_controls(replay_speed=400.0)
+        headers, bars = [], []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            text = panel.inner_text()
+            if not headers or headers[-1] != text:
+                headers.append(text)
+            bars.append(page.evaluate(
+                "() => { const b = document.querySelector('.recipelib-monitor .progress-bar');"
+                " return b ? b.style.width : null; }"))
+            if "Complete" in text.splitlines()[0]:
+                break
+            time.sleep(0.5)
+        until(page, KERNEL_READY, 60, "the kernel to be idle again")
+        page.screenshot(path=str(ARTIFACTS / "monitor-jupyterlab.png"), full_page=True)
+        errors = page.evaluate(ERRORS)
+        browser.close()
+    assert errors == []
+    assert "Complete" in headers[-1].splitlines()[0], headers[-1]
+    assert len(headers) >= 3, headers  # the panel changed while the run went on, not only at the end
+    assert any("build" in h or "download" in h for h in headers[:-1])
+    assert bars[-1] == "100%" and bars[0] != "100%"
+    assert plan.release in headers[-1]
