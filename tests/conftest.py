@@ -105,3 +105,17 @@ def ns(sandbox: Sandbox) -> Iterator[Cluster]:
     yield cluster
     sandbox.set_controls(replay_speed=SANDBOX_FAST, fail="")
     cluster.core.delete_namespace(name)
+
+
+# --- Google Cloud APIs that cannot run here (Cloud Build, Artifact Registry): tests/test_imagebuild_fakes.py
+
+
+@pytest.fixture
+def apis(gcs, gcs_client):
+    """The Cloud Build / Artifact Registry REST fake, its build logs in a fresh bucket of the local GCS."""
+    from test_imagebuild_fakes import FakeGoogleAPIs
+
+    logs = gcs_client.create_bucket(f"logs-{uuid.uuid4().hex[:10]}")
+    server = FakeGoogleAPIs(gcs.client(), logs.name).start()
+    yield server
+    server.stop()

@@ -28,14 +28,6 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "build-image.i
 
 
 @pytest.fixture
-def apis(gcs, gcs_client):
-    logs = gcs_client.create_bucket(f"logs-{uuid.uuid4().hex[:10]}")
-    server = FakeGoogleAPIs(gcs.client(), logs.name).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def env(tmp_path, monkeypatch, gcs):
     """A settings file of the test's own; Cloud Storage is the local server, through the GCS_ENDPOINT setting."""
     for name in (*NAMES, "RECIPELIB_SANDBOX", "RECIPELIB_CLOUDBUILD_ENDPOINT", "RECIPELIB_ARTIFACTREGISTRY_ENDPOINT"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_imagebuild_fakes import DIGEST, MACHINE_TYPE, FakeGoogleAPIs
+from test_imagebuild_fakes import DIGEST, MACHINE_TYPE
 
 from recipelib import imagebuild
 from recipelib.buildcontext import (
@@ -49,14 +49,6 @@ def settings_for(project: str, **extra) -> Settings:
 def project() -> str:
     """A project id of the test's own: its default source bucket <project>_cloudbuild is new on the fake GCS."""
     return f"proj-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def apis(gcs, gcs_client):
-    logs = gcs_client.create_bucket(f"logs-{uuid.uuid4().hex[:10]}")
-    server = FakeGoogleAPIs(gcs.client(), logs.name).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
