@@ -15,10 +15,10 @@ install: $(VENV)/.installed
 
 # A real kube-apiserver, built once from Debian's source package (about 4 minutes), then cached.
 kube:
-	bash recipelib/build-kube.sh $(KUBE_CACHE)
+	bash recipelib/sandbox/build-kube.sh $(KUBE_CACHE)
 
 demo: install kube
-	$(PY) -m recipelib.demo --out demo-output
+	$(PY) -m recipelib.sandbox.demo --out demo-output
 
 test: install kube
 	$(PY) -m pytest -q

@@ -26,9 +26,9 @@ import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from recipelib.localgcs import LocalGCS
-from recipelib.reports import BenchReport, parse_json, parse_text
 from recipelib.results import ResultsStore, examples_dir, load_local
+from recipelib.results.reports import BenchReport, parse_json, parse_text
+from recipelib.sandbox.gcs import LocalGCS
 
 TARGET_S = 2.0
 

@@ -27,8 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from recipelib.localkube import ensure_binaries  # noqa: E402
 from recipelib.sandbox import Sandbox  # noqa: E402
+from recipelib.sandbox.kube import ensure_binaries  # noqa: E402
 
 
 def time_starts(n: int) -> list[tuple[float, float]]:
@@ -59,11 +59,11 @@ def time_restart() -> float:
 
 
 def time_demo() -> tuple[float, Path, int]:
-    """Wall time of ``python -m recipelib.demo`` (a fresh sandbox, every notebook, the sandbox stopped)."""
+    """Wall time of ``python -m recipelib.sandbox.demo`` (a fresh sandbox, every notebook, the sandbox stopped)."""
     with tempfile.TemporaryDirectory(prefix="demo-timing-") as work:
         env = {**os.environ, "RECIPELIB_SANDBOX": str(Path(work) / "sandbox")}
         began = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "recipelib.demo", "--out", str(Path(work) / "out"),
+        proc = subprocess.run([sys.executable, "-m", "recipelib.sandbox.demo", "--out", str(Path(work) / "out"),
                                "--sandbox", str(Path(work) / "sandbox")],
                               cwd=REPO, env=env, capture_output=True, text=True, check=False)
         seconds = time.monotonic() - began

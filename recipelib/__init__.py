@@ -3,10 +3,34 @@
 The functions most users need are re-exported here; each lives in a module named for what it holds.
 """
 
-from .checks import check_cluster
-from .cluster import Cluster, connect, from_gke, from_kubeconfig
-from .deploy import deploy, plan_benchmark
-from .errors import (
+from recipelib._compat import install as _install_moved_modules
+from recipelib.cluster import (
+    Cluster,
+    apply,
+    check_cluster,
+    connect,
+    ensure_hf_secret,
+    from_gke,
+    from_kubeconfig,
+    hf_token,
+    list_releases,
+    uninstall,
+)
+from recipelib.deploy import (
+    BenchmarkPlan,
+    Experiment,
+    ModelSpec,
+    catalog,
+    deploy,
+    parse_experiments,
+    plan_benchmark,
+    presets,
+    render_benchmark,
+    resolve_model,
+    validate_objects,
+    write_manifests,
+)
+from recipelib.errors import (
     CloudError,
     ClusterError,
     ConfigError,
@@ -16,16 +40,13 @@ from .errors import (
     RecipelibError,
     SecretError,
 )
-from .imagebuild import build_image, follow_build
-from .models import Experiment, ModelSpec, catalog, parse_experiments, presets, resolve_model
-from .monitor import latest_release, wait
-from .monitor import status as run_status
-from .releases import apply, list_releases, uninstall
-from .render import BenchmarkPlan, render_benchmark, write_manifests
-from .results import load_results
-from .secrets import ensure_hf_secret, hf_token
-from .settings import Settings, load_settings, save_settings
-from .validate import validate_objects
+from recipelib.image import build_image, follow_build
+from recipelib.monitor import latest_release, wait
+from recipelib.monitor import status as run_status
+from recipelib.results import load_results
+from recipelib.settings import Settings, load_settings, save_settings
+
+_install_moved_modules()
 
 __all__ = [
     "BenchmarkPlan",

@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 
-from .errors import ConfigError
+from recipelib.errors import ConfigError
 
 MAX_NAME = 63
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

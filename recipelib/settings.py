@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from recipelib.errors import ConfigError
 
 SETTINGS_ENV = "RECIPELIB_SETTINGS"
 """Environment variable naming the settings file; default ``~/.config/recipelib/settings.yaml``."""

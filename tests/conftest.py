@@ -1,7 +1,7 @@
 """Shared fixtures: real servers on loopback, started once per session.
 
-- ``gcs``: fake-gcs-server (``recipelib.localgcs.LocalGCS``); ``gcs_bucket`` makes a fresh bucket per test.
-- ``kube``: a real kube-apiserver (``recipelib.localkube.LocalKube``); ``cluster`` is bound to a fresh namespace.
+- ``gcs``: fake-gcs-server (``recipelib.sandbox.gcs.LocalGCS``); ``gcs_bucket`` makes a fresh bucket per test.
+- ``kube``: a real kube-apiserver (``recipelib.sandbox.kube.LocalKube``); ``cluster`` is bound to a fresh namespace.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from recipelib.cluster import Cluster, from_kubeconfig
-from recipelib.localgcs import LocalGCS
-from recipelib.localkube import LocalKube
 from recipelib.sandbox import Sandbox
+from recipelib.sandbox.gcs import LocalGCS
+from recipelib.sandbox.kube import LocalKube
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -42,7 +42,7 @@ def gcs_bucket(gcs_client):
 
 
 # --- Kubernetes -------------------------------------------------------------------------------------
-# A real kube-apiserver + etcd + controller-manager on loopback (recipelib.localkube), started once per
+# A real kube-apiserver + etcd + controller-manager on loopback (recipelib.sandbox.kube), started once per
 # session; set RECIPELIB_TEST_CONTEXT (and KUBECONFIG) to run the same tests against a cluster of yours.
 
 
@@ -96,7 +96,7 @@ def ns(sandbox: Sandbox) -> Iterator[Cluster]:
     """A fresh namespace on the sandbox with the hf-secret, deleted afterwards; the controls are reset."""
     from pydantic import SecretStr
 
-    from recipelib.secrets import ensure_hf_secret
+    from recipelib.cluster.hf_secret import ensure_hf_secret
 
     name = f"t-{uuid.uuid4().hex[:8]}"
     cluster = sandbox.cluster(name)

@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recipelib import speed_of_light as sol
-from recipelib.analysis import AnalysisError, against_speed_of_light, compare_runs, export_csv, summary_table
-from recipelib.html_report import analyse, write_report
-from recipelib.plots import figure_png, fraction_figure, latency_figure, throughput_figure
-from recipelib.reference import compare_to_published, model_family, published_figures, version_key
 from recipelib.results import Results, load_examples, load_local
+from recipelib.results import speed_of_light as sol
+from recipelib.results.analysis import AnalysisError, against_speed_of_light, compare_runs, export_csv, summary_table
+from recipelib.results.html_report import analyse, write_report
+from recipelib.results.plots import figure_png, fraction_figure, latency_figure, throughput_figure
+from recipelib.results.reference import compare_to_published, model_family, published_figures, version_key
 
 REPORTS = Path(__file__).parent / "data" / "reports"
 REAL_405B = REPORTS / "gpu-recipes_a3ultra_llama405b_trt-0.17.0.post1_h200.txt"
@@ -51,7 +51,7 @@ def test_parameter_count_from_the_shape_matches_the_model_page(model: str) -> No
 
 
 def test_recipe_reaches_about_40_percent_of_the_fp8_compute_bound() -> None:
-    from recipelib.reports import parse_text
+    from recipelib.results.reports import parse_text
 
     [report] = parse_text(REAL_405B.read_text())
     bound = sol.throughput_bound(report.model, "H200", report.tp_size * report.pp_size, isl=128, osl=128,

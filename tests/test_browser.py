@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import recipelib
-from recipelib.localgcs import free_port
+from recipelib.sandbox.gcs import free_port
 from recipelib.settings import save_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]

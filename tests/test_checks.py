@@ -5,8 +5,8 @@ import uuid
 import pytest
 from pydantic import SecretStr
 
-from recipelib.checks import check_cluster, summary
-from recipelib.secrets import ensure_hf_secret
+from recipelib.cluster.checks import check_cluster, summary
+from recipelib.cluster.hf_secret import ensure_hf_secret
 
 pytestmark = pytest.mark.integration
 

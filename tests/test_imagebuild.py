@@ -19,8 +19,10 @@ import pytest
 import yaml
 from test_imagebuild_fakes import DIGEST, MACHINE_TYPE
 
-from recipelib import imagebuild
-from recipelib.buildcontext import (
+from recipelib.errors import CloudError, ConfigError
+from recipelib.image import build as imagebuild
+from recipelib.image.build import BuildClients, LogTail, build_image, follow_build, plan_image_build
+from recipelib.image.context import (
     context_files,
     dockerfile_sources,
     is_ignored,
@@ -28,12 +30,10 @@ from recipelib.buildcontext import (
     pack_context,
     parse_ignore,
 )
-from recipelib.errors import CloudError, ConfigError
-from recipelib.imagebuild import BuildClients, LogTail, build_image, follow_build, plan_image_build
-from recipelib.imagebuild_view import show_plan
-from recipelib.registry import ImageRef
+from recipelib.image.registry import ImageRef
+from recipelib.image.trtllm_versions import KNOWN_GOOD, check_version_pair
 from recipelib.settings import Settings
-from recipelib.trtllm_versions import KNOWN_GOOD, check_version_pair
+from recipelib.views.image_build import show_plan
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCHER = REPO / "launcher"

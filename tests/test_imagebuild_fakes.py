@@ -1,7 +1,7 @@
 """Local stand-ins for the Google APIs an image build talks to, for test_imagebuild*.py and the notebook test.
 
 ``FakeGoogleAPIs`` is one threaded HTTP server answering the REST paths google-cloud-build (transport
-"rest") and recipelib.registry call: ``POST /v1/projects/P/locations/L/builds`` (an Operation whose
+"rest") and recipelib.image.registry call: ``POST /v1/projects/P/locations/L/builds`` (an Operation whose
 metadata carries the Build), ``GET /v1/projects/P/locations/L/builds/ID`` (the Build, advancing one
 stage per poll: QUEUED -> WORKING -> SUCCESS or FAILURE) and Artifact Registry's
 ``GET /v1/projects/P/locations/L/repositories/R/packages/IMAGE/tags/TAG`` (200 or 404). Enums go out as

@@ -321,10 +321,10 @@ def test_each_supported_version_gets_its_own_command_line(
 ) -> None:
     """The stand-in of each version accepts only that version's flags, and prints that version's report.
 
-    The project's report parser (recipelib.reports) reads both the text and the JSON report, and they
+    The project's report parser (recipelib.results.reports) reads both the text and the JSON report, and they
     agree: the stand-in's output is a real format, not one made up for these tests.
     """
-    from recipelib.reports import parse_report
+    from recipelib.results.reports import parse_report
 
     node = Node(tmp_path, version=version)
     result = node.run(node.config(experiments=[SWEEP[1]]))

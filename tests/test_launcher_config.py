@@ -128,10 +128,10 @@ def test_yaml_and_json_files(tmp_path: Path) -> None:
 
 
 def test_recipelib_renders_a_config_the_launcher_accepts() -> None:
-    """The deploy side and the launcher agree on the contract (recipelib.render.launcher_config)."""
-    from recipelib.models import Experiment as DeployExperiment
-    from recipelib.models import ModelSpec
-    from recipelib.render import BenchmarkPlan, launcher_config
+    """The deploy side and the launcher agree on the contract (recipelib.deploy.render.launcher_config)."""
+    from recipelib.deploy.catalog import Experiment as DeployExperiment
+    from recipelib.deploy.catalog import ModelSpec
+    from recipelib.deploy.render import BenchmarkPlan, launcher_config
 
     spec = ModelSpec(id="meta-llama/Llama-3.1-405B", parameters_billion=405, backend="tensorrt", tp_size=8,
                      pp_size=1, quantization="FP8", kv_cache_free_gpu_mem_fraction=0.95)

@@ -1,7 +1,7 @@
 import pytest
 
+from recipelib.deploy.catalog import Experiment, catalog, parse_experiments, presets, resolve_model
 from recipelib.errors import ConfigError
-from recipelib.models import Experiment, catalog, parse_experiments, presets, resolve_model
 
 NVIDIA_SWEEP = [
     (128, 128), (128, 2048), (128, 4096), (500, 2000), (1000, 1000),

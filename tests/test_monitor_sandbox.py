@@ -15,7 +15,7 @@ from urllib3.exceptions import ProtocolError
 
 import recipelib
 from recipelib.monitor import follow_logs, latest_release, read_log, status, wait
-from recipelib.monitor_view import watch
+from recipelib.views.monitor import watch
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from kubernetes.client import (
     V1Toleration,
 )
 
-from recipelib.nodeagent import (
+from recipelib.sandbox.nodeagent import (
     Container,
     Controls,
     LogQuery,
@@ -253,7 +253,7 @@ def test_throughput_prints_the_recorded_report_and_a_json_derived_from_it(tmp_pa
                                    "system_output_throughput_tok_s": 3914.4509}
     assert data["world_info"]["kv_cache_percentage"] == 0.95 and data["request_info"]["num_requests"] == 30000
     assert "gpu-recipes" in data["replay"]["source"]
-    from recipelib.reports import parse_json, parse_text
+    from recipelib.results.reports import parse_json, parse_text
 
     derived, (recorded,) = parse_json(data), parse_text(RECORDING.read_text())
     for name in ("output_throughput", "request_throughput", "total_latency_ms", "tp_size", "pp_size", "num_requests",

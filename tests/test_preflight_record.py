@@ -1,4 +1,4 @@
-"""recipelib.preflight: a run's preflight report (metadata.json["preflight"]) as a record and tables."""
+"""recipelib.results.gpu_report: a run's preflight report (metadata.json["preflight"]) as a record and tables."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from recipelib.errors import RecipelibError
-from recipelib.preflight import (
+from recipelib.results.gpu_report import (
     PreflightError,
     checks_table,
     from_metadata,

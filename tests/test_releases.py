@@ -2,9 +2,9 @@
 
 import pytest
 
+from recipelib.cluster.releases import apply, list_releases, uninstall
 from recipelib.deploy import deploy, plan_benchmark
 from recipelib.errors import ClusterError, ConflictError
-from recipelib.releases import apply, list_releases, uninstall
 from recipelib.settings import load_settings
 
 pytestmark = pytest.mark.integration
@@ -124,7 +124,7 @@ def test_apply_reports_an_unreachable_server_clearly(tmp_path):
     import kubernetes
 
     from recipelib.cluster import Cluster
-    from recipelib.localgcs import free_port
+    from recipelib.sandbox.gcs import free_port
 
     config = kubernetes.client.Configuration()
     config.host = f"https://127.0.0.1:{free_port()}"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from recipelib.deploy import deploy, plan_benchmark
+from recipelib.deploy.render import render_benchmark, to_yaml
+from recipelib.deploy.validate import check_version, validate_objects
 from recipelib.errors import ConfigError, ManifestError
-from recipelib.render import render_benchmark, to_yaml
 from recipelib.settings import load_settings
-from recipelib.validate import check_version, validate_objects
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from recipelib.errors import RecipelibError
-from recipelib.reports import (
+from recipelib.results.reports import (
     BenchReport,
     Percentiles,
     ReportError,

@@ -16,8 +16,6 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from recipelib.errors import CloudError
-from recipelib.localgcs import LocalGCS
-from recipelib.reports import ReportError
 from recipelib.results import (
     COLUMNS,
     ResultsError,
@@ -27,6 +25,8 @@ from recipelib.results import (
     load_local,
     load_results,
 )
+from recipelib.results.reports import ReportError
+from recipelib.sandbox.gcs import LocalGCS
 
 pytestmark = pytest.mark.integration
 

@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 
 import recipelib
-from recipelib.checks import check_cluster
 from recipelib.cluster import Cluster
-from recipelib.localkube import cache_dir, ensure_binaries
-from recipelib.nodeagent import LEASE_NAMESPACE, NodeShape
-from recipelib.notebook import banner
+from recipelib.cluster.checks import check_cluster
 from recipelib.results import load_results
 from recipelib.sandbox import BUCKET, Sandbox
+from recipelib.sandbox.kube import cache_dir, ensure_binaries
+from recipelib.sandbox.nodeagent import LEASE_NAMESPACE, NodeShape
 from recipelib.settings import load_settings
+from recipelib.views.notebook import banner
 
 pytestmark = pytest.mark.integration
 
@@ -313,10 +313,10 @@ def test_settings_fall_back_to_the_running_sandbox_when_no_cluster_is_configured
 
 def cached_build_only(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Make any rebuild of the kube binaries fail the test; returns where the cached ones were found."""
-    import recipelib.sandbox
+    import recipelib.sandbox.control
 
     found: list[Path] = []
-    monkeypatch.setattr(recipelib.sandbox, "ensure_binaries",
+    monkeypatch.setattr(recipelib.sandbox.control, "ensure_binaries",
                         lambda build=True: found.append(ensure_binaries(build=False)) or found[-1])
     return found
 

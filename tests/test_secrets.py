@@ -5,8 +5,8 @@ import base64
 import pytest
 from pydantic import SecretStr
 
+from recipelib.cluster.hf_secret import delete_hf_secret, ensure_hf_secret, hf_token
 from recipelib.errors import SecretError
-from recipelib.secrets import delete_hf_secret, ensure_hf_secret, hf_token
 
 pytestmark = pytest.mark.integration
 TOKEN = "hf_TestTokenValue1234567890abcdef"

@@ -1,0 +1,181 @@
+"""Connect to a cluster: a kubeconfig context, or GKE's API (what ``gcloud ... get-credentials`` does).
+
+Nothing here shells out: the user's machine needs neither gcloud nor kubectl. Clients are passed in
+(``container_client``, ``credentials``) so tests point them at local servers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from recipelib.errors import CloudError, ClusterError, ConfigError
+from recipelib.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+
+@dataclass
+class Cluster:
+    """An API client bound to one cluster and the namespace the user works in."""
+
+    api: kubernetes.client.ApiClient
+    namespace: str
+    source: str
+
+    @property
+    def core(self) -> kubernetes.client.CoreV1Api:
+        return kubernetes.client.CoreV1Api(self.api)
+
+    @property
+    def batch(self) -> kubernetes.client.BatchV1Api:
+        return kubernetes.client.BatchV1Api(self.api)
+
+    def version(self) -> str:
+        """The server's version, e.g. ``v1.31.7-gke.1265000``; also proves the connection works."""
+        info = call(lambda: kubernetes.client.VersionApi(self.api).get_code(), "read the server version")
+        return str(info.git_version)
+
+    def __str__(self) -> str:
+        return f"{self.source} (namespace {self.namespace})"
+
+
+def call(fn: Callable[[], Any], what: str) -> Any:
+    """Run one API call; turn transport and HTTP failures into a ClusterError that says what failed."""
+    from recipelib.errors import ConflictError, NotFoundError
+
+    try:
+        return fn()
+    except ApiException as e:
+        reason = _status_message(e)
+        cls = {404: NotFoundError, 409: ConflictError}.get(e.status or 0, ClusterError)
+        hint = {
+            401: " Credentials were refused: reconnect (setup.ipynb) or refresh your login.",
+            403: " Your account lacks the Kubernetes permission for this; ask for the 'container.developer' role.",
+        }.get(e.status or 0, "")
+        raise cls(f"could not {what}: HTTP {e.status} {reason}.{hint}", status=e.status) from None
+    except (Urllib3Error, OSError) as e:
+        raise ClusterError(f"could not {what}: cannot reach the API server ({type(e).__name__}: {e})") from None
+
+
+def _status_message(e: ApiException) -> str:
+    """The API's own ``Status.message`` (never the request body: it may carry a Secret's data)."""
+    import json
+
+    try:
+        return str(json.loads(e.body or "{}").get("message") or e.reason)
+    except (ValueError, AttributeError):
+        return str(e.reason)
+
+
+def from_kubeconfig(
+    kubeconfig: str | Path | None = None, context: str | None = None, namespace: str = "default"
+) -> Cluster:
+    """A cluster from a kubeconfig file (default: ``$KUBECONFIG`` or ``~/.kube/config``) and context."""
+    config = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_kube_config(
+            config_file=str(kubeconfig) if kubeconfig else None, context=context or None, client_configuration=config
+        )
+    except kubernetes.config.ConfigException as e:
+        raise ConfigError(
+            "KUBE_CONTEXT" if context else "KUBECONFIG",
+            f"cannot use kubeconfig {kubeconfig or '(default)'} context {context or '(current)'}: {e}",
+        ) from None
+    label = f"kubeconfig {kubeconfig or '(default)'}" + (f" context {context}" if context else "")
+    return Cluster(kubernetes.client.ApiClient(config), namespace, label)
+
+
+def from_gke(
+    project: str,
+    location: str,
+    name: str,
+    *,
+    namespace: str = "default",
+    credentials: Any = None,
+    container_client: Any = None,
+    private_endpoint: bool = False,
+    ca_dir: Path | None = None,
+) -> Cluster:
+    """Endpoint and CA from GKE's ``get_cluster``, and a bearer token that refreshes itself.
+
+    ``credentials`` default to Application Default Credentials (``gcloud auth application-default
+    login`` once, or a service account on a VM / Workbench instance).
+    """
+    import google.auth
+    import google.auth.exceptions
+    import google.auth.transport.requests
+    from google.api_core import exceptions as gexc
+
+    if credentials is None:
+        try:
+            credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+        except google.auth.exceptions.DefaultCredentialsError as e:
+            raise CloudError(
+                f"no Google Cloud credentials: run 'gcloud auth application-default login' once on this machine, "
+                f"or use a kubeconfig context instead ({e})"
+            ) from None
+    if container_client is None:
+        from google.cloud import container_v1
+
+        container_client = container_v1.ClusterManagerClient(credentials=credentials)
+    full = f"projects/{project}/locations/{location}/clusters/{name}"
+    try:
+        gke = container_client.get_cluster(name=full)
+    except (gexc.PermissionDenied, gexc.Forbidden):
+        raise CloudError(
+            f"permission denied reading GKE cluster {full}: your account needs the 'Kubernetes Engine Cluster "
+            "Viewer' role (roles/container.clusterViewer) in project " + project
+        ) from None
+    except gexc.NotFound:
+        raise CloudError(
+            f"GKE cluster {name!r} not found in location {location!r} of project {project!r}: check CLUSTER_NAME "
+            "and CLUSTER_REGION"
+        ) from None
+    except gexc.GoogleAPICallError as e:
+        raise CloudError(f"could not read GKE cluster {full}: {e.message}") from None
+    endpoint = gke.private_cluster_config.private_endpoint if private_endpoint else gke.endpoint
+    if not endpoint:
+        raise CloudError(f"GKE cluster {full} has no {'private ' if private_endpoint else ''}endpoint yet")
+    ca = base64.b64decode(gke.master_auth.cluster_ca_certificate)
+    ca_dir = ca_dir or Path.home() / ".cache" / "recipelib" / "gke"
+    ca_dir.mkdir(parents=True, exist_ok=True)
+    ca_file = ca_dir / f"{hashlib.sha256(full.encode()).hexdigest()[:16]}.crt"
+    ca_file.write_bytes(ca)
+
+    config = kubernetes.client.Configuration()
+    config.host = f"https://{endpoint}"
+    config.ssl_ca_cert = str(ca_file)
+    request = google.auth.transport.requests.Request()
+
+    def refresh(conf: kubernetes.client.Configuration) -> None:
+        if not credentials.valid:
+            credentials.refresh(request)
+        conf.api_key = {"authorization": f"Bearer {credentials.token}"}
+
+    config.refresh_api_key_hook = refresh
+    refresh(config)  # the client only calls the hook once a key is set
+    return Cluster(kubernetes.client.ApiClient(config), namespace, f"GKE cluster {full}")
+
+
+def connect(settings: Settings, **gke_options: Any) -> Cluster:
+    """The cluster the settings point at: a kubeconfig context if one is set, else GKE, else the default kubeconfig."""
+    if settings.kubeconfig or settings.kube_context:
+        return from_kubeconfig(settings.kubeconfig, settings.kube_context, settings.namespace)
+    if settings.project_id and settings.cluster_name and settings.cluster_region:
+        return from_gke(
+            settings.project_id, settings.cluster_region, settings.cluster_name,
+            namespace=settings.namespace, **gke_options,
+        )
+    return from_kubeconfig(None, None, settings.namespace)

@@ -1,0 +1,5 @@
+import sys
+
+from recipelib.sandbox.control import main
+
+sys.exit(main())

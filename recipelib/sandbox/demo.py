@@ -1,0 +1,134 @@
+"""``make demo``: setup -> deploy -> monitor -> analyze on this machine, no cloud account needed.
+
+Starts the local sandbox (:mod:`recipelib.sandbox`: a real API server, a node agent playing an A3 Ultra
+node's kubelet, a Cloud Storage server), or reuses a running one, and runs the notebooks headless with
+papermill, as a user would run them with no cluster configured: they pick up the sandbox's settings and
+say so first. The benchmark pod replays the recipe's recorded Llama 3.1 405B run, labelled as a replay
+everywhere. The executed notebooks, the manifests, the plots and the HTML report land in one output
+folder, named at the end; the user's own settings file is never touched. A sandbox the demo started is
+stopped at the end (``--keep`` leaves it running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from recipelib.errors import RecipelibError
+from recipelib.names import release_name
+from recipelib.paths import ROOT
+from recipelib.sandbox.control import Sandbox
+from recipelib.sandbox.nodeagent import Controls
+from recipelib.settings import NAMES, SANDBOX_ENV, SETTINGS_ENV, sandbox_root
+
+log = logging.getLogger("recipelib.sandbox.demo")
+
+# A placeholder, not a credential: the sandbox's fake hub wants a token, and a real one has no business here.
+DEMO_TOKEN = "hf_localsandboxplaceholder000000"
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def run_notebook(name: str, dest: Path, label: str, **parameters: Any) -> Path:
+    """Execute ``notebooks/<name>.ipynb`` into ``dest/<label>.ipynb`` (cwd ``dest``); raises on a failed cell."""
+    import papermill as pm
+
+    out = dest / f"{label}.ipynb"
+    shown = " ".join(f"{k}={v!r}" for k, v in parameters.items())
+    log.info("-> %s.ipynb %s", name, shown)
+    start = time.monotonic()
+    pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters=parameters, kernel_name="python3",
+                        cwd=str(dest), progress_bar=False)
+    log.info("   %s done in %.1f s", out.name, time.monotonic() - start)
+    return out
+
+
+def _environment(out_dir: Path, sandbox: Sandbox) -> None:
+    """What the notebooks' kernels inherit: no cluster of the user's, the sandbox, a settings file of the run's."""
+    for name in NAMES:  # an exported KUBECONFIG or GCS_BUCKET would point the demo at a real cluster or bucket
+        os.environ.pop(name, None)
+    os.environ[SETTINGS_ENV] = str(out_dir / "settings.yaml")  # absent: setup falls back to the sandbox's
+    os.environ[SANDBOX_ENV] = str(sandbox.root)
+    os.environ["HF_TOKEN"] = DEMO_TOKEN
+
+
+def run_demo(out_dir: Path, sandbox: Sandbox, *, model: str, experiments: str, monitor_timeout_s: int = 600) -> Path:
+    """The notebooks, in order, against a started sandbox; returns the output folder."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _environment(out_dir, sandbox)
+    stamp = out_dir.name.lower().replace("_", "-")
+    run_id = f"replay-{stamp}"[:40].strip("-")
+    release = release_name(model, user="demo")
+    run_notebook("setup", out_dir, "1-setup")
+    run_notebook("deploy", out_dir, "2-deploy", model=model, experiments=experiments, user="demo", run_id=run_id,
+                 out_dir="manifests")
+    if (NOTEBOOKS / "monitor.ipynb").exists():
+        run_notebook("monitor", out_dir, "3-monitor", release=release, follow=True, timeout_s=monitor_timeout_s,
+                     widgets="no")
+    else:
+        log.warning("notebooks/monitor.ipynb is missing: waiting for the Job without it")
+        _wait_for_job(sandbox, release, monitor_timeout_s)
+    run_notebook("analyze", out_dir, "4-analyze", runs=f"{release}/{run_id}", out_dir="analysis")
+    run_notebook("cleanup", out_dir, "5-cleanup", release=release)
+    return out_dir
+
+
+def _wait_for_job(sandbox: Sandbox, release: str, timeout_s: float) -> None:
+    batch = sandbox.cluster().batch
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = batch.read_namespaced_job(release, "default")
+        done = [c.type for c in job.status.conditions or [] if c.status == "True"]
+        if done:
+            if done[0] != "Complete":
+                raise RecipelibError(f"the benchmark Job {release} ended {done[0]}")
+            return
+        time.sleep(1)
+    raise RecipelibError(f"the benchmark Job {release} did not finish within {timeout_s:.0f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recipelib.sandbox.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="demo-output", help="parent folder of the run's output folder")
+    parser.add_argument("--model", default="meta-llama/Llama-3.1-405B",
+                        help="the sandbox replays a recorded run of this model only")
+    parser.add_argument("--experiments", default="recipe-default",
+                        help="the recorded run is the recipe's 128/128/30000 (preset recipe-default)")
+    parser.add_argument("--replay-speed", type=float, default=Controls.replay_speed,
+                        help="recorded seconds per real second (default %(default)g: the recorded hour in 10 s)")
+    parser.add_argument("--sandbox", default=None, help=f"the sandbox's folder (default {sandbox_root()})")
+    parser.add_argument("--keep", action="store_true", help="leave the sandbox running afterwards")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("papermill", "traitlets", "urllib3", "kubernetes", "google", "recipelib.sandbox.gcs"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    began = time.monotonic()
+    out_dir = Path(args.out).resolve() / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    sandbox = Sandbox(Path(args.sandbox) if args.sandbox else sandbox_root(), replay_speed=args.replay_speed)
+    started_here = not sandbox.is_running()
+    try:
+        sandbox.start()
+        if not started_here:
+            sandbox.set_controls(replay_speed=args.replay_speed, fail="")
+        log.info("Local sandbox ready (a replay of a recorded run, not a real cluster): %s", sandbox.root)
+        run_demo(out_dir, sandbox, model=args.model, experiments=args.experiments)
+    except Exception as e:  # a failed notebook is saved with its error: point at it
+        log.error("The demo failed: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        log.error("Executed notebooks so far (the failing one shows the error at the top): %s", out_dir)
+        return 1
+    finally:
+        if started_here and not args.keep:
+            sandbox.stop()
+    print(f"\nDone in {time.monotonic() - began:.0f} s. Executed notebooks, manifests, plots and the HTML report:\n"
+          f"  {out_dir}\n  {out_dir / 'analysis' / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
