@@ -31,14 +31,20 @@ from recipelib.deploy import (
     write_manifests,
 )
 from recipelib.errors import (
+    AnalysisError,
     CloudError,
     ClusterError,
     ConfigError,
     ConflictError,
+    GpuReportError,
+    ImageBuildError,
     ManifestError,
     NotFoundError,
     RecipelibError,
+    ReportError,
+    ResultsError,
     SecretError,
+    SpeedOfLightError,
 )
 from recipelib.image import build_image, follow_build
 from recipelib.monitor import latest_release, wait
@@ -49,6 +55,7 @@ from recipelib.settings import Settings, load_settings, save_settings
 _install_moved_modules()
 
 __all__ = [
+    "AnalysisError",
     "BenchmarkPlan",
     "CloudError",
     "Cluster",
@@ -56,12 +63,17 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "Experiment",
+    "GpuReportError",
+    "ImageBuildError",
     "ManifestError",
     "ModelSpec",
     "NotFoundError",
     "RecipelibError",
+    "ReportError",
+    "ResultsError",
     "SecretError",
     "Settings",
+    "SpeedOfLightError",
     "apply",
     "build_image",
     "catalog",

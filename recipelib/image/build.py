@@ -46,7 +46,7 @@ from typing import Any
 
 import yaml
 
-from recipelib.errors import CloudError, ConfigError
+from recipelib.errors import CloudError, ConfigError, ImageBuildError
 from recipelib.image.context import IGNORE_FILE, BuildContext, context_files, missing_sources, pack_context
 from recipelib.image.registry import ArtifactRegistryTags, ImageRef, TagChecker, TagInfo, permission_sentence
 from recipelib.image.trtllm_versions import check_version_pair
@@ -190,14 +190,6 @@ class BuildState:
         if self.seconds is not None:
             parts.append(format_seconds(self.seconds))
         return ", ".join(parts)
-
-
-class ImageBuildError(CloudError):
-    """The build ended in a state other than SUCCESS; the message names the failing step and shows the log's end."""
-
-    def __init__(self, message: str, outcome: BuildOutcome) -> None:
-        self.outcome = outcome
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

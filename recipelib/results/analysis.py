@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recipelib.errors import RecipelibError
+from recipelib.errors import AnalysisError
 from recipelib.results.reference import compare_to_published
 from recipelib.results.speed_of_light import SpeedOfLightError, throughput_bound
 
@@ -43,10 +43,6 @@ SUMMARY_COLUMNS = (
     "per_gpu_output_throughput_tok_s", "total_latency_ms", "avg_request_latency_ms", "latency_p99_ms", "ttft_ms",
     "tpot_ms", "replay",
 )
-
-
-class AnalysisError(RecipelibError, ValueError):
-    """The question cannot be answered from these results (no rows, an unknown metric or run)."""
 
 
 def _text(value: object) -> str | None:

@@ -6,7 +6,7 @@ the node it came from was healthy: this module turns that report into a typed re
 tables to show beside the run's results ("HBM copy 0.89 of the datasheet on every GPU").
 
 A report with a missing field, an unknown status or a non-finite figure raises
-:class:`PreflightError` naming the field and the file, never a silent NaN. Skipped or failed checks
+:class:`GpuReportError` naming the field and the file, never a silent NaN. Skipped or failed checks
 legitimately carry no figure (``null`` in the JSON); those show as empty cells.
 
 Example::
@@ -28,9 +28,10 @@ from typing import Any
 
 import pandas as pd
 
-from recipelib.errors import RecipelibError
+from recipelib.errors import GpuReportError, PreflightError
 
 __all__ = [
+    "GpuReportError",
     "PreflightCheck",
     "PreflightError",
     "PreflightGpu",
@@ -46,17 +47,6 @@ __all__ = [
 SCHEMA_PREFIX = "preflight/"
 DECISIONS = frozenset({"pass", "fail", "error", "crash"})
 STATUSES = frozenset({"pass", "fail", "warn", "skip", "error"})
-
-
-class PreflightError(RecipelibError, ValueError):
-    """A preflight report is malformed: ``field`` names the JSON path at fault, ``source`` the file."""
-
-    def __init__(self, field: str, message: str, *, source: str | None = None) -> None:
-        self.field = field
-        self.source = source
-        self.message = message
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}preflight.{field}: {message}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +110,7 @@ class PreflightRecord:
 
 def _require(data: Mapping[str, Any], key: str, path: str, source: str | None) -> Any:
     if key not in data:
-        raise PreflightError(path, "is missing", source=source)
+        raise GpuReportError(path, "is missing", source=source)
     return data[key]
 
 
@@ -128,11 +118,11 @@ def _number(raw: Any, path: str, source: str | None, *, allow_none: bool = True)
     if raw is None:
         if allow_none:
             return None
-        raise PreflightError(path, "has no value", source=source)
+        raise GpuReportError(path, "has no value", source=source)
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-        raise PreflightError(path, f"{raw!r} is not a number", source=source)
+        raise GpuReportError(path, f"{raw!r} is not a number", source=source)
     if not math.isfinite(raw):
-        raise PreflightError(path, f"{raw!r} is not a finite number", source=source)
+        raise GpuReportError(path, f"{raw!r} is not a finite number", source=source)
     return float(raw)
 
 
@@ -145,21 +135,21 @@ def _figure(raw: Any, path: str, source: str | None) -> float | str | None:
 
 def _text(raw: Any, path: str, source: str | None) -> str:
     if not isinstance(raw, str):
-        raise PreflightError(path, f"{raw!r} is not a string", source=source)
+        raise GpuReportError(path, f"{raw!r} is not a string", source=source)
     return raw
 
 
 def _check(raw: Any, i: int, source: str | None) -> PreflightCheck:
     path = f"checks[{i}]"
     if not isinstance(raw, Mapping):
-        raise PreflightError(path, "must be an object", source=source)
+        raise GpuReportError(path, "must be an object", source=source)
     name = _text(_require(raw, "name", f"{path}.name", source), f"{path}.name", source)
     status = _require(raw, "status", f"{path}.status", source)
     if status not in STATUSES:
-        raise PreflightError(f"{path}.status", f"{status!r} is not one of {sorted(STATUSES)}", source=source)
+        raise GpuReportError(f"{path}.status", f"{status!r} is not one of {sorted(STATUSES)}", source=source)
     gpu = raw.get("gpu")
     if gpu is not None and (isinstance(gpu, bool) or not isinstance(gpu, int)):
-        raise PreflightError(f"{path}.gpu", f"{gpu!r} is not a GPU index", source=source)
+        raise GpuReportError(f"{path}.gpu", f"{gpu!r} is not a GPU index", source=source)
     return PreflightCheck(
         name=name,
         status=status,
@@ -176,10 +166,10 @@ def _check(raw: Any, i: int, source: str | None) -> PreflightCheck:
 def _gpu(raw: Any, i: int, source: str | None) -> PreflightGpu:
     path = f"gpus[{i}]"
     if not isinstance(raw, Mapping):
-        raise PreflightError(path, "must be an object", source=source)
+        raise GpuReportError(path, "must be an object", source=source)
     index = _require(raw, "index", f"{path}.index", source)
     if isinstance(index, bool) or not isinstance(index, int):
-        raise PreflightError(f"{path}.index", f"{index!r} is not a GPU index", source=source)
+        raise GpuReportError(f"{path}.index", f"{index!r} is not a GPU index", source=source)
     mib = _number(raw.get("memory_total_mib"), f"{path}.memory_total_mib", source)
     ecc = _number(raw.get("ecc_uncorrected_volatile"), f"{path}.ecc_uncorrected_volatile", source)
     return PreflightGpu(
@@ -196,27 +186,27 @@ def _gpu(raw: Any, i: int, source: str | None) -> PreflightGpu:
 def parse_preflight(data: Mapping[str, Any] | str | bytes, *, source: str | None = None) -> PreflightRecord:
     """A preflight report (the dict, or its JSON text) as a :class:`PreflightRecord`.
 
-    Raises :class:`PreflightError` naming the field when the report is not one preflight wrote.
+    Raises :class:`GpuReportError` naming the field when the report is not one preflight wrote.
     """
     if isinstance(data, (str, bytes)):
         try:
             data = json.loads(data)
         except ValueError as e:
-            raise PreflightError("json", f"is not valid JSON: {e}", source=source) from None
+            raise GpuReportError("json", f"is not valid JSON: {e}", source=source) from None
     if not isinstance(data, Mapping):
-        raise PreflightError("json", f"must be an object, got {type(data).__name__}", source=source)
+        raise GpuReportError("json", f"must be an object, got {type(data).__name__}", source=source)
     schema = _require(data, "schema", "schema", source)
     if not (isinstance(schema, str) and schema.startswith(SCHEMA_PREFIX)):
-        raise PreflightError("schema", f"{schema!r} is not a preflight report", source=source)
+        raise GpuReportError("schema", f"{schema!r} is not a preflight report", source=source)
     decision = _require(data, "decision", "decision", source)
     if decision not in DECISIONS:
-        raise PreflightError("decision", f"{decision!r} is not one of {sorted(DECISIONS)}", source=source)
+        raise GpuReportError("decision", f"{decision!r} is not one of {sorted(DECISIONS)}", source=source)
     raw_checks = _require(data, "checks", "checks", source)
     raw_gpus = _require(data, "gpus", "gpus", source)
     if not isinstance(raw_checks, list):
-        raise PreflightError("checks", "must be a list", source=source)
+        raise GpuReportError("checks", "must be a list", source=source)
     if not isinstance(raw_gpus, list):
-        raise PreflightError("gpus", "must be a list", source=source)
+        raise GpuReportError("gpus", "must be a list", source=source)
     checks = tuple(_check(c, i, source) for i, c in enumerate(raw_checks))
     gpus = tuple(_gpu(g, i, source) for i, g in enumerate(raw_gpus))
     link = data.get("link") or {}
@@ -255,9 +245,9 @@ def from_metadata(metadata: Mapping[str, Any] | str | Path, *, source: str | Non
         try:
             metadata = json.loads(path.read_text())
         except ValueError as e:
-            raise PreflightError("json", f"metadata is not valid JSON: {e}", source=source) from None
+            raise GpuReportError("json", f"metadata is not valid JSON: {e}", source=source) from None
     if not isinstance(metadata, Mapping):
-        raise PreflightError("json", "metadata must be an object", source=source)
+        raise GpuReportError("json", "metadata must be an object", source=source)
     report = metadata.get("preflight")
     if report is None:
         return None

@@ -38,7 +38,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from recipelib.errors import RecipelibError
+from recipelib.errors import ReportError
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +50,6 @@ __all__ = [
     "parse_report",
     "parse_text",
 ]
-
-
-class ReportError(RecipelibError, ValueError):
-    """A report is missing a value, or a value is not a finite number.
-
-    ``field`` is the :class:`BenchReport` attribute at fault (``output_throughput``,
-    ``ttft_percentiles_ms.p99``); ``source`` names the file when known.
-    """
-
-    def __init__(self, field: str, message: str, *, source: str | None = None) -> None:
-        self.field = field
-        self.source = source
-        self.message = message
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}{field}: {message}")
 
 
 @dataclass(frozen=True, slots=True)

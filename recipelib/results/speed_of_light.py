@@ -26,7 +26,7 @@ from importlib import resources
 
 import pandas as pd
 
-from recipelib.errors import RecipelibError
+from recipelib.errors import SpeedOfLightError
 
 __all__ = ["Bound", "GpuSpec", "ModelShape", "SpeedOfLightError", "gpu_spec", "model_shape", "throughput_bound"]
 
@@ -40,10 +40,6 @@ FP8_COMPUTE = frozenset({"FP8", "FP8_BLOCK_SCALES", "FP8_PER_CHANNEL_PER_TOKEN",
 """Quantizations whose matrix multiplies run on FP8 Tensor Cores; the rest run at the BF16 rate."""
 KV_BYTES = {None: 2.0, "": 2.0, "NONE": 2.0, "AUTO": 2.0, "BF16": 2.0, "FP16": 2.0, "FP8": 1.0, "INT8": 1.0,
             "NVFP4": 0.5}
-
-
-class SpeedOfLightError(RecipelibError, ValueError):
-    """No bound can be computed: unknown GPU or model, or the model does not fit the GPUs' memory."""
 
 
 @dataclass(frozen=True)

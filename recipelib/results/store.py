@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from recipelib.errors import CloudError, RecipelibError
+from recipelib.errors import CloudError, RecipelibError, ResultsError
 from recipelib.results.reports import BenchReport, ReportError, flatten, parse_json, parse_text
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,6 @@ COLUMNS: tuple[str, ...] = (*ID_COLUMNS, "model", *(k for k in _REPORT_KEYS if k
 """The DataFrame's columns, in order. Units are in the names: ``_ms``, ``_req_s``, ``_tok_s``, ``_tokens``."""
 _INT_COLUMNS = ("report_index", "isl", "osl", "num_requests", "concurrency", "gpu_count", "tp_size", "pp_size",
                 "ep_size", "max_batch_size", "max_num_tokens", "report_num_requests")
-
-
-class ResultsError(RecipelibError):
-    """Results cannot be found or read: no such run, nothing cached for an offline load, a bad path."""
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from typing import Any
 
 import yaml
 
-from recipelib.errors import RecipelibError
+from recipelib.errors import RecipelibError, SandboxError
 from recipelib.paths import ROOT
 from recipelib.sandbox.gcs import LocalGCS, free_port
 from recipelib.sandbox.kube import LocalKube, ensure_binaries
@@ -70,10 +70,6 @@ GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
 # two after it starts, sees it Ready; the agent registers its node Ready from the first look.
 DISABLED_ADMISSION = ("ServiceAccount", "TaintNodesByCondition")
 _ORDER = ("nodeagent", "kube-controller-manager", "kube-apiserver", "etcd", "fake-gcs-server")
-
-
-class SandboxError(RecipelibError):
-    """The sandbox could not start, or a control could not be applied."""
 
 
 @dataclass(frozen=True)
