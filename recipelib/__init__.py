@@ -51,8 +51,10 @@ from recipelib.monitor import latest_release, wait
 from recipelib.monitor import status as run_status
 from recipelib.results import load_results
 from recipelib.settings import Settings, load_settings, save_settings
+from recipelib.views.errors import install_error_display as _install_error_display
 
 _install_moved_modules()
+_install_error_display()
 
 __all__ = [
     "AnalysisError",

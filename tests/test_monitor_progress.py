@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from recipelib.monitor.events import explain_event
+from recipelib.monitor.logs import _split_timestamp
 from recipelib.monitor.progress import Progress, advance, parse_event, progress_from_lines
-from recipelib.monitor.state import _split_timestamp, explain_event
 
 LAUNCHER_TESTING = Path(__file__).resolve().parent.parent / "launcher" / "testing"
 

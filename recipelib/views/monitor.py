@@ -11,7 +11,8 @@ from collections import deque
 from datetime import datetime
 from typing import Any
 
-from recipelib.monitor.state import Outcome, RunStatus
+from recipelib.monitor import Outcome, RunStatus
+from recipelib.results import layout
 
 
 def has_widget_frontend() -> bool:
@@ -106,7 +107,7 @@ def watch(
     """Follow ``release`` to its end, showing it live; on failure say why, show the last log lines and
     which experiments' results are already safe in the bucket, then raise (if ``fail_on_error``)."""
     from recipelib.errors import RecipelibError
-    from recipelib.monitor.state import kept_results, wait
+    from recipelib.monitor import kept_results, wait
 
     view = make_view(release, widgets=widgets, show_log=show_log)
     outcome = wait(cluster, release, timeout_s=timeout_s, on_line=view.line, on_status=view.status)
@@ -120,7 +121,7 @@ def watch(
 
             storage_client = make_client(endpoint=settings.gcs_endpoint)
         kept = kept_results(storage_client, settings.gcs_bucket, settings.results_prefix, release, st.run_id)
-        where = f"gs://{settings.gcs_bucket}/{settings.results_prefix}/{release}/{st.run_id}/"
+        where = f"gs://{settings.gcs_bucket}/{settings.results_prefix}/{layout.run_prefix(release, st.run_id)}/"
         print(f"Results kept in {where}: {', '.join(kept) if kept else 'none yet'}")
     if not outcome.succeeded:
         print("Last log lines:", *outcome.last_lines[-15:], sep="\n  ")
