@@ -26,7 +26,7 @@ import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from recipelib.results import ResultsStore, examples_dir, load_local
+from recipelib.results import ResultsStore, examples_dir, layout, load_local
 from recipelib.results.reports import BenchReport, parse_json, parse_text
 from recipelib.sandbox.gcs import LocalGCS
 
@@ -63,17 +63,21 @@ def build_tree(root: Path, runs: int, experiments: int) -> list[Path]:
     for run in range(runs):
         run_dir = root / f"release-{run % 3}" / f"run-{run:03d}"
         run_dir.mkdir(parents=True)
-        (run_dir / "run.json").write_text(json.dumps({
-            "status": "succeeded", "started": f"2025-06-{run % 28 + 1:02d}T00:00:00Z",
-            "model": "meta-llama/Llama-3.1-405B", "settings": {"gpu": "H200"}}))
-        for k in range(experiments):
-            exp = run_dir / f"isl{128 * (k + 1)}-osl128-n3000"
+        ids = [layout.experiment_id(128 * (k + 1), 128, 3000) for k in range(experiments)]
+        (run_dir / layout.RUN_FILE).write_text(json.dumps({
+            "schema": layout.SCHEMA, "release": run_dir.parent.name, "run_id": run_dir.name,
+            "model": "meta-llama/Llama-3.1-405B", "status": layout.SUCCEEDED, "exit_code": 0,
+            "started": f"2025-06-{run % 28 + 1:02d}T00:00:00Z", "finished": None,
+            "experiments": [{"id": i, **layout.parse_experiment_id(i)} for i in ids],
+            "gpus": {"available": True, "count": 1, "gpus": [{"name": "NVIDIA H200"}]}}))
+        for k, experiment in enumerate(ids):
+            exp = run_dir / experiment
             exp.mkdir()
             if k % 5 == 4:
-                path = exp / "report.json"
+                path = exp / layout.REPORT_JSON
                 path.write_text(json_text)
             else:
-                path = exp / "report.txt"
+                path = exp / layout.REPORT_TXT
                 path.write_text(texts[k % len(texts)])
             files.append(path)
     return files

@@ -8,8 +8,9 @@ Usage::
     .venv/bin/python benchmarks/sandbox_timing.py              # 3 starts, 1 demo
     .venv/bin/python benchmarks/sandbox_timing.py --starts 5 --demos 0
 
-Both use throw-away folders (never ``~/.cache/recipelib/sandbox``), so a sandbox of yours is left alone;
-the kube binaries must already be cached (``make kube``).
+Both use throw-away folders (never ``~/.cache/recipelib/sandbox``, and a settings overlay of their own
+instead of ``~/.config/recipelib/overlay.yaml``), so a sandbox of yours is left alone; the kube binaries must
+already be cached (``make kube``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def time_starts(n: int) -> list[tuple[float, float]]:
     out = []
     for _ in range(n):
         with tempfile.TemporaryDirectory(prefix="sandbox-timing-") as root:
-            box = Sandbox(Path(root))
+            box = Sandbox(Path(root), overlay=Path(root) / "overlay.yaml")
             began = time.monotonic()
             box.start()
             ready = time.monotonic() - began
@@ -49,7 +50,7 @@ def time_starts(n: int) -> list[tuple[float, float]]:
 def time_restart() -> float:
     """Start to ready of a restart in a folder used before (certificates exist, ports are free to reuse)."""
     with tempfile.TemporaryDirectory(prefix="sandbox-timing-") as root:
-        box = Sandbox(Path(root)).start()
+        box = Sandbox(Path(root), overlay=Path(root) / "overlay.yaml").start()
         box.stop()
         began = time.monotonic()
         box.start()
@@ -61,7 +62,8 @@ def time_restart() -> float:
 def time_demo() -> tuple[float, Path, int]:
     """Wall time of ``python -m recipelib.sandbox.demo`` (a fresh sandbox, every notebook, the sandbox stopped)."""
     with tempfile.TemporaryDirectory(prefix="demo-timing-") as work:
-        env = {**os.environ, "RECIPELIB_SANDBOX": str(Path(work) / "sandbox")}
+        env = {**os.environ, "RECIPELIB_SANDBOX": str(Path(work) / "sandbox"),
+               "RECIPELIB_OVERLAY": str(Path(work) / "overlay.yaml")}
         began = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "recipelib.sandbox.demo", "--out", str(Path(work) / "out"),
                                "--sandbox", str(Path(work) / "sandbox")],

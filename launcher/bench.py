@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import layout
 from config import Experiment, LauncherConfig
+from errors import BenchError
 
 BENCH_ENV = "TRTLLM_BENCH"
 VERSION_ENV = "RECIPE_TRTLLM_VERSION"
@@ -37,10 +39,6 @@ PREPARE_DATASET_PATHS = (
     "/opt/TensorRT-LLM/benchmarks/cpp/prepare_dataset.py",
 )
 _VERSION_BANNER = re.compile(r"TensorRT-LLM version:\s*(\S+)")
-
-
-class BenchError(Exception):
-    """The benchmark tooling is missing or misbehaved."""
 
 
 @dataclass(frozen=True)
@@ -190,21 +188,21 @@ def built_engine_dir(workspace: Path, cfg: LauncherConfig) -> Path:
 
 @dataclass(frozen=True)
 class BenchOutputs:
-    """The files one throughput run writes, in a folder of its own."""
+    """The files one throughput run writes, in a folder of its own, named as they are uploaded."""
 
     folder: Path
 
     @property
     def report_json(self) -> Path:
-        return self.folder / "report.json"
+        return self.folder / layout.REPORT_JSON
 
     @property
     def report_txt(self) -> Path:
-        return self.folder / "report.txt"
+        return self.folder / layout.REPORT_TXT
 
     @property
     def requests_json(self) -> Path:
-        return self.folder / "requests.json"
+        return self.folder / layout.REQUESTS_FILE
 
     @property
     def dataset(self) -> Path:
@@ -287,16 +285,16 @@ def check_report(report_json: Path, report_txt: Path, returncode: int, tail: tup
     try:
         data = json.loads(report_json.read_text())
     except (OSError, ValueError) as e:
-        return f"report.json is not valid JSON: {e}"
+        return f"{report_json.name} is not valid JSON: {e}"
     perf = data.get("performance") if isinstance(data, dict) else None
     if not isinstance(perf, dict) or not perf:
-        return "report.json has no 'performance' section"
+        return f"{report_json.name} has no 'performance' section"
     bad = [k for k, v in perf.items() if isinstance(v, int | float) and (isinstance(v, bool) or not math.isfinite(v))]
     numbers = [v for v in perf.values() if isinstance(v, int | float) and not isinstance(v, bool)]
     if bad or not numbers:
-        return f"report.json has non-numeric performance values: {', '.join(bad) or 'none numeric'}"
+        return f"{report_json.name} has non-numeric performance values: {', '.join(bad) or 'none numeric'}"
     if not _TEXT_REPORT.search(text):
-        return f"trtllm-bench wrote report.json but printed no PERFORMANCE OVERVIEW{oom}"
+        return f"trtllm-bench wrote {report_json.name} but printed no PERFORMANCE OVERVIEW{oom}"
     return None
 
 

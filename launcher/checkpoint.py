@@ -19,14 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import proc
+from errors import DownloadError
 
 DOWNLOADER_ENV = "RECIPE_DOWNLOADER"
 MARKER = ".recipe-download-complete.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-
-
-class DownloadError(Exception):
-    """The checkpoint could not be fetched or is incomplete."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import layout
+from errors import LauncherConfigError
+
 BACKENDS = ("tensorrt", "pytorch")
 # The quantization algorithms trtllm-bench build accepts that this project uses (recipelib.models).
 QUANTIZATIONS = ("FP8", "NVFP4", "INT8", "W4A16_AWQ", "W4A8_AWQ", "W8A16", "W4A16")
@@ -30,12 +33,8 @@ _HF_ID = re.compile(rf"^{_HF_PART}/{_HF_PART}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 
-class ConfigError(Exception):
-    """One or more invalid fields; ``problems`` holds ``(field, message)`` pairs in file order."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(f"{name}: {message}" for name, message in problems))
+ConfigError = LauncherConfigError
+"""The name this error had before :mod:`errors` gathered the launcher's errors; kept for callers."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +50,7 @@ class Experiment:
     @property
     def id(self) -> str:
         """Stable and unique within a sweep; it names the experiment's results folder."""
-        out = f"isl{self.isl}-osl{self.osl}-n{self.num_requests}"
-        if self.concurrency:
-            out += f"-c{self.concurrency}"
-        return out + ("-stream" if self.streaming else "")
+        return layout.experiment_id(self.isl, self.osl, self.num_requests, self.concurrency, self.streaming)
 
     @property
     def max_seq_len(self) -> int:
@@ -220,10 +216,10 @@ def _preflight(value: Any, check: _Checker) -> Preflight:
 
 
 def parse_config(data: Any) -> LauncherConfig:
-    """Validate a decoded config mapping; raise ``ConfigError`` listing every bad field."""
+    """Validate a decoded config mapping; raise ``LauncherConfigError`` listing every bad field."""
     check = _Checker()
     if not isinstance(data, dict):
-        raise ConfigError([("config", f"must be a mapping of settings, got {type(data).__name__}")])
+        raise LauncherConfigError([("config", f"must be a mapping of settings, got {type(data).__name__}")])
     check.unknown_keys(data, _REQUIRED + _OPTIONAL, "")
     for key in _REQUIRED:
         if key not in data:
@@ -265,7 +261,7 @@ def parse_config(data: Any) -> LauncherConfig:
     if ep and tp and tp % ep:
         check.fail("ep_size", f"must divide tp_size ({tp}), got {ep}")
     if check.problems:
-        raise ConfigError(check.problems)
+        raise LauncherConfigError(check.problems)
     values["kv_cache_free_gpu_mem_fraction"] = float(frac)
     return LauncherConfig(**values)
 
@@ -276,19 +272,19 @@ def load_config(path: str | Path) -> LauncherConfig:
     try:
         text = p.read_text()
     except OSError as e:
-        raise ConfigError([("--config", f"cannot read {p}: {e.strerror or e}")]) from None
+        raise LauncherConfigError([("--config", f"cannot read {p}: {e.strerror or e}")]) from None
     if p.suffix in (".yaml", ".yml"):
         try:
             import yaml  # optional: the TensorRT-LLM container has it, our contract is JSON
         except ImportError:
-            raise ConfigError([("--config", f"{p} is YAML but PyYAML is not installed; use JSON")]) from None
+            raise LauncherConfigError([("--config", f"{p} is YAML but PyYAML is not installed; use JSON")]) from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ConfigError([("--config", f"{p} is not valid YAML: {e}")]) from None
+            raise LauncherConfigError([("--config", f"{p} is not valid YAML: {e}")]) from None
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ConfigError([("--config", f"{p} is not valid JSON: {e}")]) from None
+            raise LauncherConfigError([("--config", f"{p} is not valid JSON: {e}")]) from None
     return parse_config(data)

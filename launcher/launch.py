@@ -7,9 +7,11 @@ Usage (inside the TensorRT-LLM container; the deploy step mounts this folder at 
 
 Stdlib only (plus ``yaml`` for a YAML config and ``google.cloud.storage`` for ``gs://`` results, both
 imported only when needed): it runs with the container's Python, not with our package. Its sibling
-modules: ``config`` (this contract), ``events`` (event lines), ``store`` (create-only results),
-``checkpoint`` (download), ``engine`` (engine cache), ``bench`` (trtllm-bench command lines),
-``plan`` (what will be built), ``runner`` (the phases), ``sysinfo``, ``proc``.
+modules: ``config`` (this contract), ``layout`` (results paths and keys, shared with recipelib),
+``errors`` (the launcher's errors and exit codes), ``events`` (event lines), ``store`` (create-only
+results), ``records`` (what is written there, and when), ``checkpoint`` (download), ``engine`` (engine
+cache), ``bench`` (trtllm-bench command lines), ``plan`` (what will be built), ``runner`` (the phases),
+``sysinfo``, ``proc``; and the GPU preflight, ``preflight`` with its ``gpu_*`` modules.
 
 Config (one JSON or YAML mapping; unknown keys are errors, every error names its field)
 --------------------------------------------------------------------------------------
@@ -93,12 +95,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench
-from config import ConfigError, load_config
+from config import load_config
+from errors import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_STORE, LauncherConfigError, StoreError
 from events import EventLog
 from plan import CacheState, plan_setup
 from proc import Interrupted, install_signal_handlers
-from runner import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_STORE, Runner
-from store import StoreError, open_store
+from runner import Runner
+from store import open_store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     log = EventLog()
     try:
         cfg = load_config(args.config)
-    except ConfigError as e:
+    except LauncherConfigError as e:
         log.info(f"invalid config {args.config}:\n{e}")
         log.event("run", "failed", error=f"invalid config: {e}", exit_code=EXIT_CONFIG)
         return EXIT_CONFIG

@@ -10,7 +10,7 @@ Standard library only: the launcher imports it inside the benchmark pod and reci
     <results>/<release>/<run_id>/<experiment_id>/requests.json per-request output (where the tool has it)
     <results>/<release>/<run_id>/<experiment_id>/benchmark.log a failed experiment's output (never called a report)
     <results>/<release>/<run_id>/<experiment_id>/launcher.log
-    <results>/<release>/<run_id>/.attempts/<attempt>/{result.json, launcher.log}
+    <results>/<release>/<run_id>/.attempts/<attempt>/{started.json, preflight.json, result.json, launcher.log}
 
 ``run.json`` and ``metadata.json`` carry ``"schema": SCHEMA``; a reader reads exactly the keys listed here
 and refuses a schema it does not know, rather than guessing at other spellings.
@@ -34,6 +34,10 @@ FAILED_OUTPUT = "benchmark.log"
 LOG_FILE = "launcher.log"
 ATTEMPTS_DIR = ".attempts"
 ATTEMPT_RESULT = "result.json"
+ATTEMPT_STARTED = "started.json"
+"""Written when a pod starts; an attempt with it and without ``result.json`` was killed."""
+ATTEMPT_PREFLIGHT = "preflight.json"
+"""The GPU preflight's report for the node the attempt ran on (``launcher/preflight.py --json``)."""
 REPORT_FILES = (REPORT_JSON, REPORT_TXT)
 """A succeeded experiment's report, in the order a reader prefers them."""
 

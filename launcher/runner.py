@@ -8,12 +8,9 @@ experiment and left raw stdout. Here:
 - results are created, never overwritten, under ``<results>/<release>/<run_id>/<experiment_id>/``;
 - a restarted pod (same run id) skips experiments already recorded and runs only what is missing.
 
-Run-level records: ``.attempts/<attempt>/started.json`` when a pod starts, ``.attempts/<attempt>/
-result.json`` (+ ``launcher.log``) when it stops (a dot folder, so readers that list experiment folders
-skip it), and ``run.json`` once every experiment has a final
-record. ``run.json`` closes the run: a later pod with the same run id finds it and does nothing.
-A failure before any experiment ran (preflight, download, build) does not close the run, so a Job
-retry can try again.
+What is written where, and when, is ``records.py``'s job. ``run.json`` closes the run: a later pod
+with the same run id finds it and does nothing. A failure before any experiment ran (preflight,
+download, build) does not close the run, so a Job retry can try again.
 """
 
 from __future__ import annotations
@@ -23,88 +20,48 @@ import os
 import re
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import bench
 import checkpoint
+import layout
 import proc
 import sysinfo
 from config import Experiment, LauncherConfig
 from engine import EngineCache, EngineSpec
+from errors import (
+    EXIT_CONFIG,
+    EXIT_EXPERIMENTS_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PREFLIGHT,
+    EXIT_SETUP,
+    EXIT_STORE,
+    BenchError,
+    DownloadError,
+    SetupError,
+    StoreError,
+)
 from events import EventLog, Stopwatch, utc_now
 from plan import CacheState, SetupPlan, plan_setup
-from store import ResultStore, StoreError
+from records import REPLAY_NOTE, ExperimentRecord, RunRecords, SetupInfo
+from store import ResultStore
 
-EXIT_OK = 0
-EXIT_EXPERIMENTS_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_PREFLIGHT = 3
-EXIT_SETUP = 4
-EXIT_STORE = 5
-EXIT_INTERRUPTED = 143
+__all__ = [
+    "EXIT_CONFIG", "EXIT_EXPERIMENTS_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PREFLIGHT", "EXIT_SETUP",
+    "EXIT_STORE", "PREFLIGHT_ENV", "SECRET_VARS", "ExperimentRecord", "Runner", "SetupError", "SetupInfo",
+    "StoreError",
+]
+
 PREFLIGHT_ENV = "RECIPE_PREFLIGHT"
 # Steps after the download read the local checkpoint: they do not get the Hugging Face token.
 SECRET_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-SCHEMA = 1
-REPLAY_NOTE = ("a replay of a recorded real run in the local sandbox (RECIPE_REPLAY=1): no GPU ran; "
-               "the reports are the recording's")
-
-
-class SetupError(Exception):
-    """Preflight, download or build failed: no experiment can run in this attempt."""
-
-    def __init__(self, phase: str, message: str, exit_code: int = EXIT_SETUP) -> None:
-        super().__init__(message)
-        self.phase = phase
-        self.exit_code = exit_code
-
-
-@dataclass
-class ExperimentRecord:
-    """The outcome of one experiment, as ``run.json`` lists it."""
-
-    id: str
-    index: int
-    isl: int
-    osl: int
-    num_requests: int
-    concurrency: int | None
-    streaming: bool
-    status: str = "not-run"  # succeeded | failed | not-run
-    error: str | None = None
-    seconds: float | None = None
-    attempt: str | None = None
-    prefix: str | None = None
-    recovered: bool = False
-
-    @classmethod
-    def new(cls, exp: Experiment, index: int) -> ExperimentRecord:
-        return cls(exp.id, index, exp.isl, exp.osl, exp.num_requests, exp.concurrency, exp.streaming)
-
-
-@dataclass
-class SetupInfo:
-    """What the setup phases did; recorded in every metadata.json and in run.json."""
-
-    version: str = "unknown"
-    checkpoint: dict[str, Any] = field(default_factory=dict)
-    engine: dict[str, Any] | None = None
-    engine_dir: Path | None = None
-    engine_max_num_tokens: int | None = None
-    build_command: list[str] | None = None
-    preflight: dict[str, Any] | None = None
-    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-def _json(data: Any) -> bytes:
-    return (json.dumps(data, indent=2, default=str) + "\n").encode()
 
 
 class Runner:
@@ -115,48 +72,15 @@ class Runner:
         self.log = log
         self.store = store
         self.total = len(cfg.experiments)
-        self.run_prefix = f"{cfg.release}/{cfg.run_id}"
         host = re.sub(r"[^a-z0-9-]+", "-", sysinfo.host().lower()).strip("-")[:40] or "host"
         self.attempt = f"{_stamp()}-{host}-{os.getpid()}"
         self.local = Path(cfg.workspace) / "runs" / cfg.release / cfg.run_id / self.attempt
         self.started = utc_now()
         self.setup = SetupInfo()
-        self.gpus: dict[str, Any] = {}
+        self.records = RunRecords(cfg, log, store, self.attempt, self.started, self.setup)
+        self.run_prefix = self.records.prefix
         self.exe = bench.bench_executable()
         self.dataset_script: Path | None = None
-
-    # -- helpers ---------------------------------------------------------------------------------
-
-    def _put(self, key: str, data: bytes, content_type: str) -> bool:
-        """Create ``<run prefix>/<key>`` unless it exists; secrets are scrubbed from what is written."""
-        return self.store.create(f"{self.run_prefix}/{key}", self.log.redact.data(data), content_type)
-
-    def _log_copy(self) -> bytes:
-        path = self.log.log_path
-        return path.read_bytes() if path and path.is_file() else b""
-
-    def _finish_attempt(self, status: str, exit_code: int, error: str | None) -> None:
-        result = {"attempt": self.attempt, "status": status, "exit_code": exit_code, "error": error,
-                  "started": self.started, "finished": utc_now(), "host": sysinfo.host()}
-        try:
-            self._put(f".attempts/{self.attempt}/result.json", _json(result), "application/json")
-            self._put(f".attempts/{self.attempt}/launcher.log", self._log_copy(), "text/plain")
-        except StoreError as e:
-            self.log.info(f"could not record the attempt's result: {e}")
-
-    def _common(self) -> dict[str, Any]:
-        c = self.cfg
-        return {
-            "schema": SCHEMA, "release": c.release, "run_id": c.run_id, "attempt": self.attempt, "host": sysinfo.host(),
-            "model": c.model, "backend": c.backend, "tp_size": c.tp_size, "pp_size": c.pp_size, "ep_size": c.ep_size,
-            "quantization": c.quantization, "kv_cache_free_gpu_mem_fraction": c.kv_cache_free_gpu_mem_fraction,
-            "max_batch_size": c.max_batch_size, "max_num_tokens": c.max_num_tokens,
-            "config_hash": c.config_hash(), "config": c.to_dict(),
-            "versions": sysinfo.versions(self.setup.version), "gpus": self.gpus,
-            "checkpoint": self.setup.checkpoint, "engine": self.setup.engine,
-            "preflight": self.setup.preflight,
-            **({"replay": True, "replay_note": REPLAY_NOTE} if self.log.replay else {}),
-        }
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -166,13 +90,13 @@ class Runner:
             return self._execute()
         except proc.Interrupted as e:
             self.log.info(f"interrupted ({e}): the experiment in progress is not recorded; a restart resumes it")
-            self._finish_attempt("interrupted", EXIT_INTERRUPTED, f"interrupted: {e}")
+            self.records.finish_attempt("interrupted", EXIT_INTERRUPTED, f"interrupted: {e}")
             raise
 
     def _execute(self) -> int:
         cfg = self.cfg
         self.local.mkdir(parents=True, exist_ok=True)
-        self.log.open_file(self.local / "launcher.log")
+        self.log.open_file(self.local / layout.LOG_FILE)
         if self.log.replay:
             self.log.info(f"REPLAY: {REPLAY_NOTE}")
         self.log.info(
@@ -181,24 +105,21 @@ class Runner:
         )
         self.log.event("run", "started", total=self.total, run_id=cfg.run_id, release=cfg.release, attempt=self.attempt)
 
-        closed = self.store.read(f"{self.run_prefix}/run.json")
-        if closed is not None:
-            status = json.loads(closed).get("status", "unknown")
-            self.log.info(f"run.json already exists (status {status}): this run is finished; "
+        status = self.records.closed_status()
+        if status is not None:
+            self.log.info(f"{layout.RUN_FILE} already exists (status {status}): this run is finished; "
                           "nothing is re-run or overwritten. Deploy with a new run id to measure again.")
-            self.log.event("run", "skipped", total=self.total, status=status, reason="run.json exists")
-            return EXIT_OK if status == "succeeded" else EXIT_EXPERIMENTS_FAILED
+            self.log.event("run", "skipped", total=self.total, status=status, reason=f"{layout.RUN_FILE} exists")
+            return EXIT_OK if status == layout.SUCCEEDED else EXIT_EXPERIMENTS_FAILED
 
-        started = {"attempt": self.attempt, "started": self.started, "host": sysinfo.host(),
-                   "config_hash": cfg.config_hash(), "experiments": [e.id for e in cfg.experiments]}
-        self._put(f".attempts/{self.attempt}/started.json", _json(started), "application/json")
-        self.gpus = sysinfo.gpus()
+        self.records.start_attempt()
+        self.setup.gpus = sysinfo.gpus()
 
         try:
             self._preflight()
             self.setup.version = bench.detect_version(self.exe).text
             self.log.info(f"TensorRT-LLM version: {self.setup.version} (trtllm-bench: {self.exe})")
-            done = self._recorded()
+            done = self.records.recorded()
             plan = plan_setup(cfg, bench.TrtllmVersion(self.setup.version), CacheState.scan(cfg, frozenset(done)))
             self.log.info("plan: " + json.dumps(plan.as_dict()))
             if plan.run:
@@ -212,7 +133,7 @@ class Runner:
             message = self.log.redact(str(e))
             self.log.info(f"{e.phase} failed: {message}")
             self.log.event("run", "failed", total=self.total, error=message, exit_code=e.exit_code)
-            self._finish_attempt("failed", e.exit_code, message)
+            self.records.finish_attempt(layout.FAILED, e.exit_code, message)
             return e.exit_code
 
         records: list[ExperimentRecord] = []
@@ -225,22 +146,16 @@ class Runner:
                 continue
             records.append(self._experiment(exp, index))
 
-        ok = all(r.status == "succeeded" for r in records)
+        ok = all(r.status == layout.SUCCEEDED for r in records)
         code = EXIT_OK if ok else EXIT_EXPERIMENTS_FAILED
-        status = "succeeded" if ok else "failed"
-        run = self._common() | {
-            "status": status, "exit_code": code, "started": self.started, "finished": utc_now(),
-            "results": self.store.url(self.run_prefix), "setup_phases": self.setup.phases,
-            "experiments": [asdict(r) for r in records],
-        }
-        if not self._put("run.json", _json(run), "application/json"):
-            self.log.info("run.json already existed (another pod finished this run): kept as is")
-        failed = [r.id for r in records if r.status != "succeeded"]
+        status = layout.SUCCEEDED if ok else layout.FAILED
+        self.records.close_run(records, status, code)
+        failed = [r.id for r in records if r.status != layout.SUCCEEDED]
         self.log.info(f"run {status}: {len(records) - len(failed)}/{len(records)} experiment(s) reported"
                       + (f"; failed: {', '.join(failed)}" if failed else ""))
         self.log.event("run", "finished" if ok else "failed", total=self.total, status=status, exit_code=code,
                        failed=failed or None)
-        self._finish_attempt(status, code, None if ok else f"failed experiments: {', '.join(failed)}")
+        self.records.finish_attempt(status, code, None if ok else f"failed experiments: {', '.join(failed)}")
         return code
 
     # -- phases ----------------------------------------------------------------------------------
@@ -251,7 +166,7 @@ class Runner:
             self.log.event("preflight", "skipped", reason="disabled")
             return
         script = Path(os.environ.get(PREFLIGHT_ENV) or Path(__file__).resolve().parent / "preflight.py")
-        out = self.local / "preflight.json"
+        out = self.local / layout.ATTEMPT_PREFLIGHT
         argv = [sys.executable, str(script), "--json", str(out), "--mode", pf.mode]
         self.log.event("preflight", "started", mode=pf.mode)
         watch = Stopwatch()
@@ -268,12 +183,13 @@ class Runner:
         self.setup.preflight = result
         self.setup.phases["preflight"] = {"seconds": watch.seconds, "exit_code": rc, "mode": pf.mode}
         if out.is_file():
-            self._put(f".attempts/{self.attempt}/preflight.json", out.read_bytes(), "application/json")
+            self.records.save_preflight(out)
         if rc == 0:
             self.log.event("preflight", "finished", seconds=watch.seconds, mode=pf.mode)
             return
         if rc == 2 and pf.mode == "enforce":
-            error = "preflight: a GPU health check is below its threshold (mode enforce); details in preflight.json"
+            error = ("preflight: a GPU health check is below its threshold (mode enforce); "
+                     f"details in {layout.ATTEMPT_PREFLIGHT}")
         else:
             error = f"preflight.py exited with code {rc}" + (f": {' | '.join(done.tail[-3:])}" if done else "")
         if pf.mode == "warn":
@@ -283,46 +199,11 @@ class Runner:
         self.log.event("preflight", "failed", seconds=watch.seconds, mode=pf.mode, error=error, exit_code=rc)
         raise SetupError("preflight", error, EXIT_PREFLIGHT)
 
-    def _recorded(self) -> dict[str, ExperimentRecord]:
-        """Experiments with a final record for this run id: a metadata.json, or a report.json alone.
-
-        A report.json without metadata.json means the pod died while uploading: the benchmark did
-        produce a report, so it is recorded (``recovered``) instead of being run a second time.
-        """
-        out: dict[str, ExperimentRecord] = {}
-        for index, exp in enumerate(self.cfg.experiments, start=1):
-            prefix = f"{self.run_prefix}/{exp.id}"
-            meta = self.store.read(f"{prefix}/metadata.json")
-            record = ExperimentRecord.new(exp, index)
-            record.prefix = self.store.url(prefix)
-            if meta is not None:
-                try:
-                    data = json.loads(meta)
-                except ValueError:
-                    data = {"status": "failed", "error": "metadata.json exists but is not valid JSON"}
-                record.status = data.get("status", "failed")
-                record.error = data.get("error")
-                record.seconds = data.get("seconds")
-                record.attempt = data.get("attempt")
-                record.recovered = bool(data.get("recovered"))
-                out[exp.id] = record
-            elif self.store.exists(f"{prefix}/report.json"):
-                record.status, record.recovered, record.attempt = "succeeded", True, self.attempt
-                metadata = self._common() | {
-                    "experiment": asdict(exp) | {"id": exp.id, "index": index, "total": self.total},
-                    "status": "succeeded", "error": None, "recovered": True,
-                    "note": "report.json was uploaded by an earlier attempt that stopped before metadata.json",
-                    "finished": utc_now(),
-                }
-                self._put(f"{exp.id}/metadata.json", _json(metadata), "application/json")
-                out[exp.id] = record
-        return out
-
     def _check_tools(self) -> None:
         """Refuse early what would fail every experiment the same way: a missing tool, a bad version."""
         try:
             self.dataset_script = bench.prepare_dataset_script()
-        except bench.BenchError as e:
+        except BenchError as e:
             raise SetupError("dataset", str(e)) from None
         if bench.which(self.exe) is None:
             raise SetupError("build", f"{self.exe} not found (set ${bench.BENCH_ENV} to the trtllm-bench executable)")
@@ -345,7 +226,7 @@ class Runner:
         watch = Stopwatch()
         try:
             st = checkpoint.download(self.cfg.model, dest, on_line=self.log.raw)
-        except checkpoint.DownloadError as e:
+        except DownloadError as e:
             message = self.log.redact(str(e))
             self.log.event("download", "failed", seconds=watch.seconds, error=message)
             raise SetupError("download", message) from None
@@ -422,7 +303,7 @@ class Runner:
     def _experiment(self, exp: Experiment, index: int) -> ExperimentRecord:
         record = ExperimentRecord.new(exp, index)
         record.attempt = self.attempt
-        record.prefix = self.store.url(f"{self.run_prefix}/{exp.id}")
+        record.prefix = self.store.url(self.records.experiment_key(exp.id))
         where = {"experiment": exp.id, "index": index, "total": self.total}
         out = bench.BenchOutputs(self.local / exp.id)
         out.folder.mkdir(parents=True, exist_ok=True)
@@ -449,7 +330,7 @@ class Runner:
                 error = "prepare_dataset.py wrote an empty dataset"
             else:
                 os.replace(partial, out.dataset)
-        except (bench.BenchError, OSError) as e:
+        except (BenchError, OSError) as e:
             error = f"cannot prepare the dataset: {e}"
         phases["dataset"] = {"seconds": dw.seconds}
         if error:
@@ -479,53 +360,8 @@ class Runner:
             else:
                 self.log.event("benchmark", "finished", seconds=bw.seconds, **where)
 
-        record.status = "failed" if error else "succeeded"
+        record.status = layout.FAILED if error else layout.SUCCEEDED
         record.error = self.log.redact(error) if error else None
         record.seconds = watch.seconds
-        self._upload(exp, index, out, record, phases, commands, started)
+        self.records.upload(exp, index, out, record, phases, commands, started)
         return record
-
-    def _upload(self, exp: Experiment, index: int, out: bench.BenchOutputs, record: ExperimentRecord,
-                phases: dict[str, dict[str, Any]], commands: dict[str, Any], started: str) -> None:
-        """Create the experiment's objects; metadata.json last, since it marks the experiment recorded."""
-        where = {"experiment": exp.id, "index": index, "total": self.total}
-        self.log.event("upload", "started", **where)
-        uw = Stopwatch()
-        written, kept, size = [], [], 0
-        # A failed run's output holds no report: it is kept as benchmark.log, so that report.txt
-        # always means "a report" to whoever reads the results.
-        ok = record.status == "succeeded"
-        files = [("report.txt" if ok else "benchmark.log", out.report_txt, "text/plain"),
-                 ("requests.json", out.requests_json, "application/json")]
-        if ok:
-            files.append(("report.json", out.report_json, "application/json"))
-        try:
-            for name, path, ctype in files:
-                if path.is_file():
-                    blob = path.read_bytes()
-                    (written if self._put(f"{exp.id}/{name}", blob, ctype) else kept).append(name)
-                    size += len(blob)
-            log_blob = self._log_copy()
-            (written if self._put(f"{exp.id}/launcher.log", log_blob, "text/plain") else kept).append("launcher.log")
-            size += len(log_blob)
-            metadata = self._common() | {
-                "experiment": asdict(exp) | {"id": exp.id, "index": index, "total": self.total},
-                "status": record.status, "error": record.error, "seconds": record.seconds, "recovered": False,
-                "started": started, "finished": utc_now(),
-                "commands": commands,
-                "phases": {**self.setup.phases, **phases, "upload": {"seconds": uw.seconds}},
-                "artifacts": written + kept + ["metadata.json"], "kept_existing": kept,
-            }
-            blob = _json(metadata)
-            if not self._put(f"{exp.id}/metadata.json", blob, "application/json"):
-                kept.append("metadata.json")
-                self.log.info(f"{exp.id}/metadata.json already existed: kept as is")
-            size += len(blob)
-        except StoreError as e:
-            message = self.log.redact(str(e))
-            record.status, record.error = "failed", f"upload failed: {message}"
-            self.log.event("upload", "failed", seconds=uw.seconds, error=message, **where)
-            return
-        if kept:
-            self.log.info(f"{exp.id}: kept existing object(s) {', '.join(kept)} (create-only)")
-        self.log.event("upload", "finished", seconds=uw.seconds, bytes=size, objects=len(written), **where)

@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-
-class StoreError(Exception):
-    """Writing or reading results failed for a reason other than "already exists"."""
+from errors import StoreError
 
 
 class ResultStore(Protocol):

@@ -52,7 +52,60 @@ class NotFoundError(ClusterError):
 
 
 class CloudError(RecipelibError):
-    """A Google Cloud API (GKE, Cloud Build, Cloud Storage) refused or failed a request."""
+    """A Google Cloud API (GKE, Cloud Build, Cloud Storage, Artifact Registry) refused or failed a request.
+
+    ``doing`` says what recipelib was doing (``uploading the build context to gs://b/x``), ``hint`` what to
+    do about it, ``status`` the HTTP status when known. :func:`recipelib.gcp.translate` builds these (and the
+    subclasses below) from Google's errors, so the same status always gets the same advice.
+    """
+
+    def __init__(
+        self, message: str, *, doing: str | None = None, hint: str | None = None, status: int | None = None
+    ) -> None:
+        self.doing = doing
+        self.hint = hint
+        self.status = status
+        super().__init__(message)
+
+
+class CredentialsError(CloudError):
+    """No Google credentials were found, or Google refused them (HTTP 401).
+
+    Run ``gcloud auth application-default login`` once on this machine (again if it expired), or run on a VM
+    or Workbench instance whose service account has the roles the call needs.
+    """
+
+
+class PermissionDeniedError(CloudError):
+    """Google refused the call for a missing IAM role, or because the API is not enabled (HTTP 403).
+
+    ``role`` is the role to ask a project owner for; ``api`` is the service (``cloudbuild.googleapis.com``)
+    to enable when ``api_disabled`` is set. A quota 403 is a :class:`QuotaError`, not this.
+    """
+
+    def __init__(
+        self, message: str, *, role: str | None = None, api: str | None = None, api_disabled: bool = False,
+        doing: str | None = None, hint: str | None = None, status: int | None = 403,
+    ) -> None:
+        self.role = role
+        self.api = api
+        self.api_disabled = api_disabled
+        super().__init__(message, doing=doing, hint=hint, status=status)
+
+
+class QuotaError(CloudError):
+    """A quota or rate limit was reached (HTTP 429, or a 403 whose reason is a rate limit).
+
+    No role will help: wait a minute and retry, or ask for a higher quota (console: IAM & Admin > Quotas).
+    """
+
+
+class CloudNotFoundError(CloudError):
+    """The bucket, object, build or cluster does not exist (HTTP 404): check its name, project and location."""
+
+
+class CloudConflictError(CloudError):
+    """The object already exists or changed meanwhile (HTTP 409/412); nothing was overwritten: retry with a new name."""
 
 
 class SecretError(RecipelibError):

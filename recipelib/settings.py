@@ -1,11 +1,25 @@
 """Settings: the recipe's exported variables, read once, validated once.
 
 Precedence, lowest to highest: defaults < settings file < environment < explicit arguments.
-With no cluster configured anywhere (no settings file of the user's, no ``KUBECONFIG``/``KUBE_CONTEXT``/
-``CLUSTER_NAME`` in the environment or the arguments), the running local sandbox's settings file takes
-the settings file's place (``python -m recipelib.sandbox start``); ``Settings.sandbox`` then says so.
-The settings file and the environment use the recipe's names (``PROJECT_ID``, ``GCS_BUCKET``, ...);
-Python code reads the same values as lower-case attributes (``settings.gcs_bucket``).
+The settings file is the user's (``$RECIPELIB_SETTINGS`` or ``~/.config/recipelib/settings.yaml``, written by
+the setup notebook). The settings file and the environment use the recipe's names (``PROJECT_ID``,
+``GCS_BUCKET``, ...); Python code reads the same values as lower-case attributes (``settings.gcs_bucket``).
+
+**Settings a tool offers (the overlay).** A tool that runs a cluster of its own (the local sandbox,
+``python -m recipelib.sandbox start``) presents itself as any cluster does: a kubeconfig with its context,
+and a settings file it writes at ``$RECIPELIB_OVERLAY`` or ``~/.config/recipelib/overlay.yaml``, removed
+when the tool stops. The overlay takes the settings file's place, whole, when the user has configured no
+cluster: no settings file of the user's exists, and no ``KUBECONFIG``/``KUBE_CONTEXT``/``CLUSTER_NAME`` is
+in the environment or the arguments. It is never merged key by key into the user's settings (a sandbox's
+``GCS_ENDPOINT`` under a real ``GCS_BUCKET`` would send real results to a fake server), and the user's
+settings file is never written by a tool. A ``$RECIPELIB_SETTINGS`` that names an absent file counts as
+configured (tests use one to stay hermetic), unless ``$RECIPELIB_OVERLAY`` is named too.
+
+Besides the recipe's names, any settings file may carry marks that are data, not settings:
+``SANDBOX: true`` (the cluster is a local replay of recorded runs, never a measurement: ``Settings.sandbox``,
+which the notebooks' banner says first), ``NOTE`` (a line about where these settings come from:
+``Settings.note``), and ``PID`` (the process the values depend on: an overlay whose process is gone is stale
+and ignored, so a crashed tool never leaves the product pointing at a dead server).
 
 Example::
 
@@ -15,7 +29,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -29,11 +42,11 @@ from recipelib.errors import ConfigError
 
 SETTINGS_ENV = "RECIPELIB_SETTINGS"
 """Environment variable naming the settings file; default ``~/.config/recipelib/settings.yaml``."""
-SANDBOX_ENV = "RECIPELIB_SANDBOX"
-"""Environment variable naming the local sandbox's folder; default ``~/.cache/recipelib/sandbox``.
-Setting it also lets a named but absent ``$RECIPELIB_SETTINGS`` fall back to that sandbox."""
-SANDBOX_CONTEXT = "recipelib-sandbox"
-"""The kubeconfig context of the local sandbox: settings that use it are the sandbox's."""
+OVERLAY_ENV = "RECIPELIB_OVERLAY"
+"""Environment variable naming the overlay a tool writes; default ``~/.config/recipelib/overlay.yaml``.
+Setting it also lets a named but absent ``$RECIPELIB_SETTINGS`` fall back to the overlay."""
+MARKS = ("SANDBOX", "NOTE", "PID")
+"""Keys a settings file may hold besides the settings: what the file is, not where things are."""
 _CLUSTER_NAMES = ("KUBECONFIG", "KUBE_CONTEXT", "CLUSTER_NAME")
 
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
@@ -70,11 +83,10 @@ class Settings:
     kubeconfig: str | None = None
     kube_context: str | None = None
     gcs_endpoint: str | None = None
-
-    @property
-    def sandbox(self) -> bool:
-        """These settings point at the local sandbox (a replay of a recorded run), not a real cluster."""
-        return self.kube_context == SANDBOX_CONTEXT
+    sandbox: bool = False
+    """The file says ``SANDBOX: true``: a local replay of recorded runs, not a real cluster."""
+    note: str | None = None
+    """The file's ``NOTE``: where these settings come from (a tool that wrote them, how to stop it)."""
 
     @property
     def image(self) -> str | None:
@@ -94,11 +106,11 @@ class Settings:
             )
 
     def as_env(self) -> dict[str, str]:
-        """The settings under the recipe's names, unset ones left out: what a settings file holds."""
-        return {k.upper(): v for k, v in asdict(self).items() if v is not None}
+        """The settings under the recipe's names, unset ones left out (the marks are not settings)."""
+        return {k.upper(): v for k, v in asdict(self).items() if v is not None and k.upper() in NAMES}
 
 
-NAMES: tuple[str, ...] = tuple(f.name.upper() for f in fields(Settings))
+NAMES: tuple[str, ...] = tuple(f.name.upper() for f in fields(Settings) if f.name.upper() not in MARKS)
 """Every setting's name as the recipe, the environment and the settings file spell it."""
 
 
@@ -106,30 +118,9 @@ def settings_path() -> Path:
     return Path(os.environ.get(SETTINGS_ENV) or Path.home() / ".config" / "recipelib" / "settings.yaml")
 
 
-def sandbox_root() -> Path:
-    return Path(os.environ.get(SANDBOX_ENV) or Path.home() / ".cache" / "recipelib" / "sandbox")
-
-
-def running_sandbox_settings(root: Path | None = None) -> Path | None:
-    """The settings file of the sandbox in ``root`` if its servers are running, else None.
-
-    Cheap (no network): the sandbox's ``state.json`` names its processes, and each must be alive.
-    """
-    root = root or sandbox_root()
-    try:
-        state = json.loads((root / "state.json").read_text())
-        pids = [int(p) for p in state["pids"].values()]
-        path = Path(state["settings"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-    return path if pids and path.is_file() else None
+def overlay_path() -> Path:
+    """Where a tool offers its settings (see the module's docstring)."""
+    return Path(os.environ.get(OVERLAY_ENV) or Path.home() / ".config" / "recipelib" / "overlay.yaml")
 
 
 def _normalise_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -148,34 +139,69 @@ def _normalise_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:
     return out
 
 
-def read_settings_file(path: Path | None = None) -> dict[str, Any]:
-    path = path or settings_path()
+def _marks(data: dict[Any, Any], source: str) -> tuple[dict[str, Any], int | None]:
+    """Take the marks out of a file's mapping: ``sandbox`` and ``note`` for Settings, and the ``PID``."""
+    found = {str(k).upper(): data.pop(k) for k in list(data) if str(k).upper() in MARKS}
+    sandbox, note, pid = found.get("SANDBOX", False), found.get("NOTE"), found.get("PID")
+    if not isinstance(sandbox, bool):
+        raise ConfigError("SANDBOX", f"must be true or false, got {sandbox!r} in {source}")
+    if note is not None and not isinstance(note, str):
+        raise ConfigError("NOTE", f"must be a line of text, got {type(note).__name__} in {source}")
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0):
+        raise ConfigError("PID", f"must be a process id, got {pid!r} in {source}")
+    marks: dict[str, Any] = {"sandbox": True} if sandbox else {}
+    if note:
+        marks["note"] = note.strip()
+    return marks, pid
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], int | None]:
     if not path.exists():
-        return {}
+        return {}, None
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(str(path), f"is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(str(path), "must be a mapping of setting names to values")
-    return _normalise_keys(data, f"settings file {path}")
+    marks, pid = _marks(data, f"settings file {path}")
+    return {**_normalise_keys(data, f"settings file {path}"), **marks}, pid
+
+
+def read_settings_file(path: Path | None = None) -> dict[str, Any]:
+    """The file's settings and marks under Settings' field names (``{}`` when the file does not exist)."""
+    return _read_file(path or settings_path())[0]
+
+
+def read_overlay(path: Path | None = None) -> dict[str, Any]:
+    """The overlay's settings, or ``{}`` when there is none or the process it depends on is gone."""
+    values, pid = _read_file(path or overlay_path())
+    return values if pid is None or _alive(pid) else {}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def load_settings(
     *, path: Path | None = None, environ: Mapping[str, str] | None = None, **explicit: Any
 ) -> Settings:
-    """Merge defaults, the settings file, the environment and ``explicit`` values; validate once.
+    """Merge defaults, the settings file (or the overlay), the environment and ``explicit`` values; validate once.
 
     Empty explicit values (``""`` or ``None``) mean "not given", so notebook parameters can default
-    to empty and let lower layers decide.
+    to empty and let lower layers decide. An explicit ``path`` is read as it is: no overlay.
     """
     environ = os.environ if environ is None else environ
     merged: dict[str, Any] = {}
     merged.update(read_settings_file(path))
     if path is None and not merged and _no_cluster_configured(environ, explicit):
-        sandbox = running_sandbox_settings()
-        if sandbox is not None:
-            merged.update(read_settings_file(sandbox))
+        merged.update(read_overlay())
     merged.update(_normalise_keys({k: environ[k] for k in NAMES if environ.get(k)}, "the environment"))
     merged.update(_normalise_keys({k: v for k, v in explicit.items() if v not in (None, "")}, "arguments"))
     settings = replace(Settings(), **merged)
@@ -187,24 +213,37 @@ def _no_cluster_configured(environ: Mapping[str, str], explicit: Mapping[str, An
     """No settings file of the user's (named or default) and no cluster in the environment or arguments.
 
     A ``$RECIPELIB_SETTINGS`` that names an absent file counts as configured (tests use one to stay
-    hermetic), unless ``$RECIPELIB_SANDBOX`` asks for the sandbox too.
+    hermetic), unless ``$RECIPELIB_OVERLAY`` asks for the overlay too.
     """
-    if settings_path().exists() or (SETTINGS_ENV in os.environ and SANDBOX_ENV not in os.environ):
+    if settings_path().exists() or (SETTINGS_ENV in os.environ and OVERLAY_ENV not in os.environ):
         return False
     given = {str(k).upper() for k, v in explicit.items() if v not in (None, "")}
     return not any(environ.get(n) for n in _CLUSTER_NAMES) and not given & set(_CLUSTER_NAMES)
 
 
-def save_settings(settings: Settings, path: Path | None = None) -> Path:
-    """Write the settings file the other notebooks read; atomic, so a crash never leaves half a file."""
+_USER_COMMENT = "recipelib settings: the recipe's variables. Written by notebooks/setup.ipynb."
+
+
+def save_settings(settings: Settings, path: Path | None = None, *, pid: int | None = None,
+                  comment: str = _USER_COMMENT) -> Path:
+    """Write a settings file (the user's by default); atomic, so a crash never leaves half a file.
+
+    The marks go with the settings (``SANDBOX``, ``NOTE``); ``pid`` adds a ``PID`` mark, for a tool's
+    overlay whose values hold only while that process runs.
+    """
     validate_settings(settings)
     path = path or settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(
-        "# recipelib settings: the recipe's variables. Written by notebooks/setup.ipynb.\n"
-        + yaml.safe_dump(settings.as_env(), sort_keys=True)
-    )
+    values: dict[str, Any] = dict(settings.as_env())
+    if settings.sandbox:
+        values["SANDBOX"] = True
+    if settings.note:
+        values["NOTE"] = settings.note
+    if pid is not None:
+        values["PID"] = pid
+    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+    header = "".join(f"# {line}\n" for line in comment.splitlines())
+    tmp.write_text(header + yaml.safe_dump(values, sort_keys=True))
     tmp.replace(path)
     return path
 

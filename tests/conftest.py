@@ -86,7 +86,9 @@ SANDBOX_FAST = 20000.0  # recorded seconds per second: the hour-long recording i
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    box = Sandbox(tmp_path_factory.mktemp("sandbox"), replay_speed=SANDBOX_FAST).start()
+    """Its settings overlay in a folder of the session's: the user's ``~/.config/recipelib`` stays untouched."""
+    root = tmp_path_factory.mktemp("sandbox")
+    box = Sandbox(root, replay_speed=SANDBOX_FAST, overlay=root / "overlay.yaml").start()
     yield box
     box.stop()
 

@@ -94,7 +94,7 @@ def test_bound_errors_are_clear() -> None:
 
 
 def test_datasheet_file_cites_its_sources() -> None:
-    text = resources.files("recipelib").joinpath("data", "gpu_specs.csv").read_text()
+    text = (Path(__file__).resolve().parents[1] / "launcher" / "gpu_datasheet.py").read_text()
     assert "nvidia.com/en-us/data-center/h100" in text and "nvidia.com/en-us/data-center/h200" in text
     assert sol.gpu_spec("NVIDIA H200").hbm_tb_s == 4.8 and sol.gpu_spec("nvidia-h100-80gb").memory_gb == 80
 

@@ -81,9 +81,12 @@ def test_runs_on_the_examples_with_no_cloud(tmp_path, monkeypatch) -> None:
 
 def test_runs_against_a_bucket(tmp_path, monkeypatch, gcs, gcs_bucket) -> None:
     prefix = "trtllm-benchmarks"
-    doc = {"release": "bob-llama-405b", "run_id": "run-1", "model": "meta-llama/Llama-3.1-405B",
-           "status": "succeeded", "started": "2025-05-28T22:40:28Z", "experiments": ["isl128-osl128-n30000"],
-           "settings": {"gpu": "H200", "gpu_count": 8}}
+    gpus = {"available": True, "count": 8, "gpus": [{"index": str(i), "name": "NVIDIA H200"} for i in range(8)]}
+    experiment = {"id": "isl128-osl128-n30000", "isl": 128, "osl": 128, "num_requests": 30000, "concurrency": None,
+                  "streaming": False, "status": "succeeded"}
+    doc = {"schema": 1, "release": "bob-llama-405b", "run_id": "run-1", "model": "meta-llama/Llama-3.1-405B",
+           "status": "succeeded", "exit_code": 0, "started": "2025-05-28T22:40:28Z",
+           "finished": "2025-05-28T23:40:59Z", "experiments": [experiment], "gpus": gpus}
     gcs_bucket.blob(f"{prefix}/bob-llama-405b/run-1/run.json").upload_from_string(json.dumps(doc))
     gcs_bucket.blob(f"{prefix}/bob-llama-405b/run-1/isl128-osl128-n30000/report.txt").upload_from_string(
         (REPORTS / "gpu-recipes_a3ultra_llama405b_trt-0.17.0.post1_h200.txt").read_text())

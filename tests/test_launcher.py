@@ -17,6 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "launcher"), str(REPO / "launcher" / "testing")]  # flat modules, as in the pod
 
+import layout  # noqa: E402
 from events import parse_event  # noqa: E402
 from harness import MODEL, SWEEP, TOKEN, Node, kill_group, wait_for_event, wait_until  # noqa: E402
 
@@ -36,6 +37,21 @@ def one(node: Node, **overrides: object) -> dict[str, object]:
 
 def run_dir(node: Node, run_id: str = "run-1") -> Path:
     return node.results / "bench-acme-tiny" / run_id
+
+
+def assert_follows_layout(folder: Path) -> dict[str, str]:
+    """Every metadata.json (and run.json, where the run is closed) under a run folder passes the reader's
+    schema-1 checks, and both agree; returns each experiment's status by id."""
+    statuses = {}
+    for path in folder.glob(f"*/{layout.METADATA_FILE}"):
+        meta = layout.check_metadata(json.loads(path.read_text()), str(path))
+        assert meta["experiment"]["id"] == path.parent.name
+        statuses[path.parent.name] = meta["status"]
+    run_file = folder / layout.RUN_FILE
+    if run_file.exists():
+        run = layout.check_run(json.loads(run_file.read_text()), str(run_file))
+        assert {e["id"]: e["status"] for e in run["experiments"]} == statuses
+    return statuses
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
@@ -84,6 +100,7 @@ def test_sweep_builds_once_and_reports_every_experiment(node: Node) -> None:
     assert [e["id"] for e in run["experiments"]] == IDS
     assert {e["status"] for e in run["experiments"]} == {"succeeded"}
     assert run["model"] == MODEL and run["tp_size"] == 8 and run["versions"]["tensorrt_llm"] == "0.17.0.post1"
+    assert assert_follows_layout(folder) == dict.fromkeys(IDS, "succeeded")
 
 
 def test_events_follow_the_documented_format(node: Node) -> None:
@@ -195,6 +212,7 @@ def test_report_without_metadata_is_recovered_not_rerun(node: Node) -> None:
     assert len(node.calls("trtllm-bench", "throughput")) == 2
     meta = json.loads((exp / "metadata.json").read_text())
     assert meta["recovered"] is True and meta["status"] == "succeeded"
+    assert assert_follows_layout(run_dir(node)) == dict.fromkeys(IDS, layout.SUCCEEDED)
     assert (exp / "report.json").read_text() == '{"performance": {"request_throughput_req_s": 1.0}}'
 
 
@@ -214,6 +232,7 @@ def test_a_failing_experiment_does_not_stop_the_others(node: Node) -> None:
     assert run["status"] == "failed" and run["exit_code"] == 1
     assert [e["status"] for e in run["experiments"]] == ["succeeded", "failed", "succeeded"]
     assert run["experiments"][1]["error"] == meta["error"]
+    assert assert_follows_layout(folder) == {IDS[0]: "succeeded", IDS[1]: "failed", IDS[2]: "succeeded"}
     failed = result.find("benchmark", "failed")
     assert [e["experiment"] for e in failed] == [IDS[1]] and failed[0]["error"]
     assert result.events[-1]["state"] == "failed"

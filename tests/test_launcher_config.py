@@ -284,3 +284,18 @@ def test_local_store_creates_only_once(tmp_path: Path) -> None:
     assert store.read("r/run/a.json") == b"1" and store.read("r/run/missing") is None
     with pytest.raises(StoreError):
         store.create("../escape", b"x")
+
+
+def test_launcher_errors_share_one_base_and_keep_their_old_homes() -> None:
+    import checkpoint
+    import errors
+    import proc
+    import runner
+
+    for cls in (ConfigError, bench.BenchError, checkpoint.DownloadError, StoreError, runner.SetupError):
+        assert issubclass(cls, errors.LauncherError), cls
+    assert ConfigError is errors.LauncherConfigError  # recipelib's ConfigError is another thing
+    assert not issubclass(proc.Interrupted, Exception)  # a signal, not an error
+    exit_codes = {errors.LauncherConfigError([]).exit_code, errors.StoreError().exit_code,
+                  errors.SetupError("build", "x").exit_code, errors.SetupError("preflight", "x", 3).exit_code}
+    assert exit_codes == {2, 3, 4, 5}

@@ -31,7 +31,7 @@ from recipelib.sandbox.nodeagent import (
     Controls,
     LogQuery,
     NodeShape,
-    _log_chunks,
+    log_chunks,
     parse_rfc3339,
     pod_requests,
     quantity,
@@ -167,7 +167,7 @@ def test_log_options_tail_since_timestamps_and_limit(tmp_path):
     c = _container(tmp_path, LINES)
 
     def read(**options: object) -> str:
-        return b"".join(_log_chunks(c, LogQuery(**options))).decode()  # type: ignore[arg-type]
+        return b"".join(log_chunks(c, LogQuery(**options))).decode()  # type: ignore[arg-type]
 
     assert read() == "one\ntwo\nthree\n"
     assert read(tail_lines=2) == "two\nthree\n"
@@ -186,15 +186,23 @@ def test_log_query_from_the_api_servers_parameters():
     assert recent.since_ns is not None and abs(recent.since_ns - (time.time_ns() - 10 * 10**9)) < 10**9
 
 
+def until(check, timeout: float = 10.0) -> None:
+    """Wait for another thread to make ``check()`` true."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_follow_streams_new_lines_until_the_container_ends(tmp_path):
     c = _container(tmp_path, LINES[:1], done=False)
     got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.extend(_log_chunks(c, LogQuery(follow=True))))
+    reader = threading.Thread(target=lambda: got.extend(log_chunks(c, LogQuery(follow=True))))
     reader.start()
-    time.sleep(0.3)
+    until(lambda: got == [b"one\n"])
     with open(c.log_path, "a") as f:
         f.write("2026-11-27T03:10:05Z stdout F later\n2026-11-27T03:10:06Z stdout F partial")  # no newline yet
-    time.sleep(0.3)
+    until(lambda: len(got) >= 2)
     assert got == [b"one\n", b"later\n"] and reader.is_alive()
     with open(c.log_path, "a") as f:
         f.write(" line\n")

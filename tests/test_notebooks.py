@@ -92,6 +92,21 @@ def test_deploy_then_cleanup_against_the_cluster(env, kube, namespace, cluster):
     assert cluster.batch.list_namespaced_job(namespace).items == []
 
 
+def test_with_no_cluster_configured_a_notebook_uses_the_running_sandbox_and_says_so_first(
+        sandbox, tmp_path, monkeypatch):
+    """The settings overlay the sandbox offers, found with no special case: the banner is the first line."""
+    for name in ("GCS_BUCKET", "NAMESPACE", "KUBECONFIG", "KUBE_CONTEXT", "CLUSTER_NAME", "GCS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RECIPELIB_SETTINGS", str(tmp_path / "absent.yaml"))
+    monkeypatch.setenv("RECIPELIB_OVERLAY", str(sandbox.overlay))
+    monkeypatch.chdir(tmp_path)
+    nb = run("cleanup", tmp_path / "cleanup-out.ipynb")
+    first = text_of(nb).strip().splitlines()[0]
+    assert first.startswith("Using the local sandbox (a replay of a recorded run, not a real cluster): context "
+                            "recipelib-sandbox")
+    assert not (tmp_path / "absent.yaml").exists()  # nothing saved as the user's
+
+
 def test_dry_run_deploy_as_the_issue_writes_it(tmp_path, monkeypatch):
     """``papermill notebooks/deploy.ipynb out.ipynb -p model meta-llama/Llama-3.1-405B -p dry_run True``."""
     monkeypatch.setenv("RECIPELIB_SETTINGS", str(tmp_path / "none.yaml"))

@@ -94,6 +94,21 @@ def test_datasheet_figures_are_the_published_ones() -> None:
     assert (h200.hbm_tbps, h200.bf16_dense_tflops, h200.memory_gib, h200.link_gbps) == (4.8, 989.4, 141, 450)
     for _, spec in pf.DATASHEET:
         assert spec.source and spec.hbm_tbps > 0 and spec.bf16_dense_tflops > 0 and spec.link_gbps > 0
+        assert "https://www.nvidia.com/en-us/data-center/" in spec.source
+    assert "whitepaper" in h100.source and "whitepaper" in h200.source
+    for _, spec in pf.DATASHEET:  # FP8 Tensor Cores run at twice the BF16 rate (A100 has none)
+        assert spec.fp8_dense_tflops == (None if spec.model == "A100" else 2 * spec.bf16_dense_tflops)
+
+
+def test_speed_of_light_reads_this_datasheet() -> None:
+    """One datasheet: recipelib's speed-of-light bound uses the preflight's figures, not a copy of them."""
+    from recipelib.results import speed_of_light as sol
+
+    for name in (H100, H200, "NVIDIA B200"):
+        mine, theirs = pf.lookup_spec(name), sol.gpu_spec(name)
+        assert (theirs.name, theirs.memory_gb, theirs.hbm_tb_s, theirs.bf16_dense_tflops, theirs.fp8_dense_tflops) == (
+            mine.model, mine.memory_gib, mine.hbm_tbps, mine.bf16_dense_tflops, mine.fp8_dense_tflops)
+    assert sol.gpu_spec("nvidia-h200-141gb").bf16_dense_tflops == 989.4
 
 
 @pytest.mark.parametrize(
@@ -212,7 +227,7 @@ def test_visible_gpus() -> None:
     assert pf.visible_gpus(gpus, "") == []
 
 
-def test_collect_inventory_with_fake_nvidia_smi() -> None:
+def test_collect_inventory_with_fake_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole inventory step against recorded outputs, through an injected command runner."""
     outputs = {
         "index,uuid": (0, (RAW / "smi-basic-h200-1gpu.txt").read_text()),
@@ -228,11 +243,13 @@ def test_collect_inventory_with_fake_nvidia_smi() -> None:
         key = {"index,uui": "index,uuid", "index,ecc": "index,ecc", "index,pow": "index,power"}.get(key, key)
         return outputs.get(key, (2, "unexpected"))
 
+    # no libcuda here (or whatever this host's is): the CUDA version must come from nvidia-smi's banner
+    monkeypatch.setattr(sys.modules[pf.complete_inventory.__module__], "cuda_driver_version", lambda: None)
     inv = pf.collect_basic_inventory("/fake/nvidia-smi", runner)
     assert [g.name for g in inv.gpus] == [H200] and inv.driver_version == "580.159.04"
     pf.complete_inventory(inv, runner)
     assert inv.gpus[0].ecc_mode == "Enabled" and inv.gpus[0].power_limit_w == 700.0
-    assert inv.cuda_driver_version in {"13.0", None} or re.fullmatch(r"\d+\.\d+", inv.cuda_driver_version)
+    assert inv.cuda_driver_version == "13.0" and ["/fake/nvidia-smi"] in calls
     assert not any(c[1:2] == ["topo"] for c in calls)  # one GPU: no topology query
 
 
@@ -602,21 +619,25 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**base, **(env or {})}, check=False)
 
 
-torch_missing = pytest.mark.skipif(importlib.util.find_spec("torch") is not None,
-                                   reason="this test is about a Python without torch")
+def _without_torch(tmp_path: Path) -> dict[str, str]:
+    """An environment whose Python cannot import torch, installed or not (a sitecustomize hides it)."""
+    hide = tmp_path / "no-torch"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    return {"PYTHONPATH": str(hide)}
 
 
-@torch_missing
 def test_cli_without_gpu_or_torch_fails_clearly(tmp_path: Path) -> None:
     out = tmp_path / "pf.json"
-    proc = _cli("--json", str(out), "--mode", "enforce", "--expect-gpus", "8", "--expect-model", "H200")
+    env = _without_torch(tmp_path)
+    proc = _cli("--json", str(out), "--mode", "enforce", "--expect-gpus", "8", "--expect-model", "H200", env=env)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "could not prove the node healthy, stopping the run" in proc.stderr
     assert "PyTorch is not installed" in proc.stderr
     report = json.loads(out.read_text())
     assert report["decision"] == "error" and report["exit_code"] == 1
-    proc = _cli("--json", str(out), "--mode", "warn")
+    proc = _cli("--json", str(out), "--mode", "warn", env=env)
     assert proc.returncode == 0 and "continuing (warn mode)" in proc.stderr
 
 
@@ -725,7 +746,11 @@ def test_parse_worker_output_ignores_log_lines() -> None:
     assert (gpu.index, gpu.hbm_copy_tbps, allreduce, info) == (4, 1.5, None, None)
 
 
-def test_no_torch_means_no_workers_started(tmp_path: Path) -> None:
-    source = pf.WorkerMeasurements(python=sys.executable, script=str(tmp_path / "never.py"))
-    if importlib.util.find_spec("torch") is None:
-        assert "PyTorch is not installed" in source.measure(2, pf.Sizes(), 5).error
+def test_no_torch_means_no_workers_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # find_spec("torch") is None, installed or not
+    never = tmp_path / "never.py"
+    never.write_text(f"open({str(tmp_path / 'started')!r}, 'w')\n")
+    source = pf.WorkerMeasurements(python=sys.executable, script=str(never))
+    meas = source.measure(2, pf.Sizes(), 5)
+    assert "PyTorch is not installed" in meas.error and meas.gpus == []
+    assert not (tmp_path / "started").exists()

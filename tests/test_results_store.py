@@ -7,6 +7,7 @@ the cache makes no network call" is measured, not assumed; one test also stops t
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from recipelib.results import (
     ResultsError,
     ResultsStore,
     examples_dir,
+    layout,
     load_examples,
     load_local,
     load_results,
@@ -67,13 +69,37 @@ def put(bucket, name: str, data: str | bytes) -> None:
     bucket.blob(name).upload_from_string(data, if_generation_match=0)  # create-only, like the launcher
 
 
+GPUS = {"available": True, "count": 8, "gpus": [{"index": str(i), "name": "NVIDIA H200"} for i in range(8)]}
+
+
+def spec(experiment: str) -> dict:
+    """The launcher's ``experiment`` record for an experiment id."""
+    return {"id": experiment, **layout.parse_experiment_id(experiment)}
+
+
+def run_doc(release: str, run_id: str, experiments: list[str], *, status: str = "succeeded",
+            started: str | None = "2025-05-28T22:40:28Z") -> dict:
+    """A schema-1 run.json, as launcher/runner.py writes it."""
+    return {"schema": 1, "release": release, "run_id": run_id, "model": "meta-llama/Llama-3.1-405B",
+            "status": status, "exit_code": 0 if status == "succeeded" else 1, "started": started,
+            "finished": "2025-05-28T23:40:59Z", "experiments": [spec(e) | {"status": status} for e in experiments],
+            "versions": {"tensorrt_llm": "0.17.0.post1"}, "gpus": GPUS}
+
+
+def metadata_doc(release: str, run_id: str, experiment: str, *, status: str = "succeeded",
+                 error: str | None = None) -> dict:
+    """A schema-1 metadata.json, as launcher/runner.py writes it."""
+    return {"schema": 1, "release": release, "run_id": run_id, "model": "meta-llama/Llama-3.1-405B",
+            "experiment": spec(experiment), "status": status, "error": error, "started": "2025-05-28T22:41:00Z",
+            "finished": "2025-05-28T23:40:00Z", "gpus": GPUS}
+
+
 def upload_run(bucket, release: str, run_id: str, experiments: dict[str, dict[str, str]], *,
-               status: str = "succeeded", started: str = "2025-05-28T22:40:28Z", extra: dict | None = None) -> None:
-    doc = {"release": release, "run_id": run_id, "model": "meta-llama/Llama-3.1-405B", "status": status,
-           "started": started, "finished": None if status == "running" else "2025-05-28T23:40:59Z",
-           "experiments": list(experiments), "settings": {"gpu": "H200", "gpu_count": 8},
-           "versions": {"tensorrt_llm": "0.17.0.post1"}, **(extra or {})}
-    put(bucket, f"{PREFIX}/{release}/{run_id}/run.json", json.dumps(doc))
+               started: str = "2025-05-28T22:40:28Z", running: bool = False) -> None:
+    """A run's objects; ``running`` leaves out run.json, which the launcher writes when the run is over."""
+    if not running:
+        put(bucket, f"{PREFIX}/{release}/{run_id}/run.json",
+            json.dumps(run_doc(release, run_id, list(experiments), started=started)))
     for experiment, files in experiments.items():
         for name, content in files.items():
             put(bucket, f"{PREFIX}/{release}/{run_id}/{experiment}/{name}", content)
@@ -92,9 +118,10 @@ def report_json(throughput: float) -> str:
 
 @pytest.fixture
 def bucket_name(gcs_bucket) -> str:
+    metadata = metadata_doc("alice-llama-405b", "20250528-224028", "isl128-osl128-n30000")
     upload_run(gcs_bucket, "alice-llama-405b", "20250528-224028", {
-        "isl128-osl128-n30000": {"report.txt": REAL_405B, "metadata.json": json.dumps({"isl": 128, "osl": 128}),
-                                 "launcher.log": "RECIPE_EVENT {}\n"},
+        "isl128-osl128-n30000": {"report.txt": REAL_405B, "launcher.log": "RECIPE_EVENT {}\n",
+                                 "metadata.json": json.dumps(metadata)},
         # both files: report.json must win over report.txt
         "isl128-osl2048-n3000": {"report.json": report_json(5001.5), "report.txt": REAL_405B},
     })
@@ -168,13 +195,17 @@ def test_cached_runs_load_offline_after_the_server_is_gone(tmp_path) -> None:
 
 
 def test_a_running_run_is_refreshed_until_it_ends(gcs, gcs_bucket, tmp_path) -> None:
-    upload_run(gcs_bucket, "rel", "live", {"isl128-osl128-n30000": {"report.txt": REAL_405B}}, status="running",
-               extra={"experiments": ["isl128-osl128-n30000", "isl128-osl128-n3000"]})
+    """No run.json yet: the second experiment's folder holds only its log (the launcher uploads the report
+    after it), so it is listed as missing, and the run is looked at again on the next load."""
+    upload_run(gcs_bucket, "rel", "live", {"isl128-osl128-n30000": {"report.txt": REAL_405B},
+                                           "isl128-osl128-n3000": {"launcher.log": "RECIPE_EVENT {}\n"}},
+               running=True)
     store = ResultsStore(gcs.client(), gcs_bucket.name, PREFIX, tmp_path / "cache")
     first = store.load("rel/live")
     assert len(first.frame) == 1
     assert [(m.experiment, m.reason) for m in first.missing] == [("isl128-osl128-n3000",
                                                                   "no report.json or report.txt")]
+    assert [(r.status, r.ended) for r in first.runs] == [(None, False)]
     put(gcs_bucket, f"{PREFIX}/rel/live/isl128-osl128-n3000/report.txt", DOCS_8B)
     client, session = counting_client(gcs.url)
     second = ResultsStore(client, gcs_bucket.name, PREFIX, tmp_path / "cache").load("rel/live")
@@ -212,10 +243,12 @@ def test_reads_the_launchers_records(gcs, gcs_bucket, tmp_path) -> None:
     error = "trtllm-bench exited 0 but wrote no report (out of memory)"
     put(gcs_bucket, f"{base}/.attempts/a1/started.json", json.dumps({"attempt": "a1"}))
     put(gcs_bucket, f"{base}/{ok['id']}/report.txt", REAL_405B)
-    put(gcs_bucket, f"{base}/{ok['id']}/metadata.json", json.dumps(common | {"experiment": ok, "status": "succeeded"}))
+    times = {"started": "2025-06-01T00:10:00.000Z", "finished": "2025-06-01T01:00:00.000Z"}
+    put(gcs_bucket, f"{base}/{ok['id']}/metadata.json",
+        json.dumps(common | times | {"experiment": ok, "status": "succeeded", "error": None}))
     put(gcs_bucket, f"{base}/{bad['id']}/benchmark.log", "CUDA out of memory\n")
     put(gcs_bucket, f"{base}/{bad['id']}/metadata.json",
-        json.dumps(common | {"experiment": bad, "status": "failed", "error": error}))
+        json.dumps(common | times | {"experiment": bad, "status": "failed", "error": error}))
     put(gcs_bucket, f"{base}/run.json", json.dumps(common | {
         "status": "failed", "exit_code": 1, "started": "2025-06-01T00:00:00.123Z", "finished": "2025-06-01T02:00:00Z",
         "experiments": [ok | {"status": "succeeded"}, bad | {"status": "failed", "error": error}]}))
@@ -306,3 +339,89 @@ def test_local_folder_layouts(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ResultsError, match="no trtllm-bench reports"):
         load_local(tmp_path / "empty")
+
+
+# --- the launcher's records, read strictly (schema 1 of recipelib.results.layout) ------------------------
+
+
+def local_run(root: Path, run: dict, metadata: dict | None = None) -> Path:
+    """One run folder under ``root`` as the launcher leaves it: run.json, and one experiment."""
+    run_dir = root / run["release"] / run["run_id"]
+    exp_dir = run_dir / "isl128-osl128-n30000"
+    exp_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps(run))
+    (exp_dir / "report.txt").write_text(REAL_405B)
+    (exp_dir / "metadata.json").write_text(json.dumps(
+        metadata or metadata_doc(run["release"], run["run_id"], "isl128-osl128-n30000")))
+    return run_dir
+
+
+def test_the_example_records_are_schema_1() -> None:
+    runs = sorted(examples_dir().glob("*/*/run.json"))
+    metadata = sorted(examples_dir().glob("*/*/*/metadata.json"))
+    assert len(runs) == 4 and len(metadata) == 4
+    for path in runs:
+        doc = json.loads(path.read_text())
+        layout.check_run(doc, str(path))
+        assert doc["source"].startswith("https://")
+    for path in metadata:
+        layout.check_metadata(json.loads(path.read_text()), str(path))
+
+
+def test_a_run_json_missing_a_required_key_names_the_file_and_the_key(tmp_path) -> None:
+    run = run_doc("rel", "run", ["isl128-osl128-n30000"])
+    del run["finished"]
+    run_dir = local_run(tmp_path, run)
+    for strict in (True, False):  # strict=False forgives a bad report, not a bad run.json
+        with pytest.raises(ResultsError, match="missing key") as err:
+            load_local(tmp_path, strict=strict)
+        assert str(run_dir / "run.json") in str(err.value) and "finished" in str(err.value)
+    with pytest.raises(ResultsError, match="finished"):
+        load_local(run_dir)
+
+
+def test_an_unknown_schema_is_rejected_with_a_message(tmp_path) -> None:
+    run_dir = local_run(tmp_path, run_doc("rel", "run", ["isl128-osl128-n30000"]) | {"schema": 2})
+    with pytest.raises(ResultsError, match=r"schema 2 is not one this reader knows.*upgrade recipelib") as err:
+        load_local(tmp_path)
+    assert str(run_dir / "run.json") in str(err.value)
+    unmarked = run_doc("rel", "old", ["isl128-osl128-n30000"])
+    del unmarked["schema"]
+    local_run(tmp_path / "other", unmarked)
+    with pytest.raises(ResultsError, match="no 'schema' key"):
+        load_local(tmp_path / "other")
+
+
+def test_a_bad_metadata_json_fails_strict_and_is_listed_as_missing_otherwise(tmp_path) -> None:
+    metadata = metadata_doc("rel", "run", "isl128-osl128-n30000")
+    del metadata["experiment"]["num_requests"]
+    local_run(tmp_path, run_doc("rel", "run", ["isl128-osl128-n30000"]), metadata)
+    where = str(tmp_path / "rel" / "run" / "isl128-osl128-n30000" / "metadata.json")
+    with pytest.raises(ResultsError, match="num_requests") as err:
+        load_local(tmp_path)
+    assert where in str(err.value)
+    lenient = load_local(tmp_path, strict=False)
+    assert lenient.frame.empty
+    [missing] = lenient.missing
+    assert missing.experiment == "isl128-osl128-n30000" and where in missing.reason
+
+
+def test_a_bad_run_json_in_the_bucket_names_the_object(gcs, gcs_bucket, tmp_path) -> None:
+    doc = run_doc("rel", "future", ["isl128-osl128-n30000"]) | {"schema": 2}
+    put(gcs_bucket, f"{PREFIX}/rel/future/run.json", json.dumps(doc))
+    store = ResultsStore(gcs.client(), gcs_bucket.name, PREFIX, tmp_path / "cache")
+    named = re.escape(f"gs://{gcs_bucket.name}/{PREFIX}/rel/future/run.json: schema 2")
+    with pytest.raises(ResultsError, match=named):
+        store.list_runs()
+    with pytest.raises(ResultsError, match=named):
+        store.load("rel/future")
+
+
+def test_an_experiment_in_run_json_without_a_folder_is_missing(tmp_path) -> None:
+    local_run(tmp_path, run_doc("rel", "run", ["isl128-osl128-n30000", "isl128-osl2048-n3000"]))
+    results = load_local(tmp_path)
+    assert results.frame["experiment"].tolist() == ["isl128-osl128-n30000"]
+    assert [(m.experiment, m.reason) for m in results.missing] == [("isl128-osl2048-n3000",
+                                                                    "no report.json or report.txt")]
+    [run] = results.runs
+    assert (run.status, run.ended, run.gpu, run.gpu_count) == ("succeeded", True, "H200", 8)

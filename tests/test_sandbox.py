@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from kubernetes.client import CoordinationV1Api
 
 import recipelib
 from recipelib.cluster import Cluster
 from recipelib.cluster.checks import check_cluster
 from recipelib.results import load_results
-from recipelib.sandbox import BUCKET, Sandbox
+from recipelib.sandbox import BUCKET, CONTEXT, Sandbox
 from recipelib.sandbox.kube import cache_dir, ensure_binaries
 from recipelib.sandbox.nodeagent import LEASE_NAMESPACE, NodeShape
 from recipelib.settings import load_settings
@@ -98,7 +100,7 @@ def test_the_node_is_registered_as_gke_registers_an_a3_ultra_node(sandbox, ns):
     assert node.status.daemon_endpoints.kubelet_endpoint.port == sandbox.state()["ports"]["node"]
     assert ("InternalIP", "127.0.0.1") in [(a.type, a.address) for a in node.status.addresses]
     assert node.spec.provider_id.startswith("gce://sandbox-project/us-central1-b/")
-    lease = recipelib.cluster.kubernetes.client.CoordinationV1Api(ns.api).read_namespaced_lease(NODE, LEASE_NAMESPACE)
+    lease = CoordinationV1Api(ns.api).read_namespaced_lease(NODE, LEASE_NAMESPACE)
     assert lease.spec.holder_identity == NODE and lease.spec.renew_time is not None
 
 
@@ -156,7 +158,7 @@ def test_logs_through_the_api_server_are_labelled_and_can_be_followed(sandbox, n
             lines.append(raw.decode())
             arrivals.append(time.monotonic())
     stream.release_conn()
-    assert job_condition(ns, plan.release) == "Complete" or wait("Complete", lambda: job_condition(ns, plan.release))
+    assert wait("the Job to finish", lambda: job_condition(ns, plan.release)) == "Complete"
     stamps = [line.split(" ", 1)[0] for line in lines]
     assert stamps == sorted(stamps) and all(s.endswith("Z") for s in stamps)
     texts = [line.split(" ", 1)[1] for line in lines]
@@ -201,7 +203,7 @@ def test_a_pod_that_does_not_fit_stays_pending_as_the_scheduler_leaves_it(sandbo
     assert (pod.status.phase, scheduled.status, scheduled.reason) == ("Pending", "False", "Unschedulable")
     assert ("Warning", "FailedScheduling", message, "default-scheduler") in events(ns, pod.metadata.name)
     said = len(events(ns, pod.metadata.name))
-    time.sleep(1.5)
+    time.sleep(1.5)  # an absence: the scheduler retries at least once a second, and must neither bind nor repeat
     assert pods(ns, plan.release)[0].spec.node_name is None  # still pending, and not said again
     assert len(events(ns, pod.metadata.name)) == said and {e[1] for e in events(ns, pod.metadata.name)} == {
         "FailedScheduling"}
@@ -258,7 +260,8 @@ def test_deleting_a_release_stops_its_pod_gracefully(sandbox, ns):
     sandbox.set_controls(replay_speed=SLOW)
     plan = deploy(sandbox, ns)
     pod = running_pod(ns, plan.release).metadata.name
-    time.sleep(1)  # the launcher is under way
+    wait("the launcher under way", lambda: "RECIPE_EVENT " in ns.core.read_namespaced_pod_log(
+        pod, ns.namespace, container="benchmark"))
     recipelib.uninstall(ns, plan.release)
     wait("the pod to be gone", lambda: not pods(ns, plan.release), timeout=60)
     assert ("Normal", "Killing", "Stopping container benchmark", "kubelet") in events(ns, pod)
@@ -292,23 +295,42 @@ def test_a_node_that_goes_not_ready_then_away_then_comes_back(sandbox, ns):
 # --- settings, reuse, restart --------------------------------------------------------------------------
 
 
-def test_settings_fall_back_to_the_running_sandbox_when_no_cluster_is_configured(sandbox, tmp_path, monkeypatch,
-                                                                                  capsys):
+def test_settings_use_the_overlay_the_running_sandbox_offers_when_no_cluster_is_configured(
+        sandbox, tmp_path, monkeypatch, capsys):
     for name in ("KUBECONFIG", "KUBE_CONTEXT", "CLUSTER_NAME", "GCS_BUCKET", "GCS_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RECIPELIB_SETTINGS", str(tmp_path / "absent.yaml"))
-    monkeypatch.delenv("RECIPELIB_SANDBOX", raising=False)
+    monkeypatch.delenv("RECIPELIB_OVERLAY", raising=False)
     assert not load_settings().sandbox  # a named settings file, even absent, is a configuration
-    monkeypatch.setenv("RECIPELIB_SANDBOX", str(sandbox.root))
+    monkeypatch.setenv("RECIPELIB_OVERLAY", str(sandbox.overlay))
     settings = load_settings()
     assert settings.sandbox and settings.gcs_bucket == BUCKET and settings.gcs_endpoint == sandbox.state()["gcs"]
-    assert settings.kubeconfig == str(sandbox.kubeconfig)
+    assert (settings.kubeconfig, settings.kube_context) == (str(sandbox.kubeconfig), CONTEXT)
+    assert str(sandbox.root) in (settings.note or "")
+    offered = yaml.safe_load(sandbox.overlay.read_text())
+    assert offered["SANDBOX"] is True and offered["PID"] == sandbox.state()["pids"]["kube-apiserver"]
     assert not load_settings(kubeconfig=str(sandbox.kubeconfig), kube_context="other").sandbox  # asked for another
     line = banner(settings)
     assert line.startswith("Using the local sandbox (a replay of a recorded run, not a real cluster)")
     assert line in capsys.readouterr().out
-    monkeypatch.setenv("RECIPELIB_SANDBOX", str(tmp_path / "no-sandbox"))
+    mine = tmp_path / "mine.yaml"  # a settings file of the user's wins, whole: nothing of the overlay leaks in
+    mine.write_text("GCS_BUCKET: my-own-bucket\n")
+    monkeypatch.setenv("RECIPELIB_SETTINGS", str(mine))
+    own = load_settings()
+    assert (own.sandbox, own.gcs_bucket, own.gcs_endpoint, own.kubeconfig) == (False, "my-own-bucket", None, None)
+    monkeypatch.setenv("RECIPELIB_SETTINGS", str(tmp_path / "absent.yaml"))
+    monkeypatch.setenv("RECIPELIB_OVERLAY", str(tmp_path / "no-overlay.yaml"))
     assert not load_settings().sandbox and banner(load_settings()).startswith("No cluster configured")
+
+
+def test_stop_withdraws_only_its_own_overlay(tmp_path):
+    """Two sandboxes, one overlay: the last started owns it, and stopping the other leaves it alone."""
+    overlay = tmp_path / "overlay.yaml"
+    box = Sandbox(tmp_path / "box", overlay=overlay)
+    overlay.write_text(f"KUBECONFIG: {tmp_path / 'other' / 'kubeconfig'}\nSANDBOX: true\n")
+    assert not box.stop() and overlay.exists()
+    overlay.write_text(f"KUBECONFIG: {box.kubeconfig}\nSANDBOX: true\n")
+    assert not box.stop() and not overlay.exists()
 
 
 def cached_build_only(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
@@ -325,7 +347,7 @@ def test_start_reuses_the_running_sandbox(sandbox, monkeypatch):
     found = cached_build_only(monkeypatch)
     pids = sandbox.state()["pids"]
     start = time.monotonic()
-    again = Sandbox(sandbox.root).start()
+    again = Sandbox(sandbox.root, overlay=sandbox.overlay).start()
     assert time.monotonic() - start < 2 and again.state()["pids"] == pids and found == []
     cli = subprocess.run([sys.executable, "-m", "recipelib.sandbox", "status", "--root", str(sandbox.root)],
                          capture_output=True, text=True, timeout=60)
@@ -341,10 +363,11 @@ def test_a_restart_is_clean_reuses_the_cached_build_keeps_the_bucket_and_the_por
     old = sandbox.state()["pids"]
     assert sandbox.stop()
     assert not any(os.path.exists(f"/proc/{pid}") and _state(pid) != "Z" for pid in old.values())
-    assert not sandbox.status().running and load_settings_absent(sandbox)
+    assert not sandbox.status().running and not sandbox.overlay.exists()  # nothing points at a dead server
     start = time.monotonic()
     sandbox.start()
     assert time.monotonic() - start < 20
+    assert yaml.safe_load(sandbox.overlay.read_text())["PID"] == sandbox.state()["pids"]["kube-apiserver"]
     assert sandbox.state()["ports"] == ports and sandbox.state()["pids"] != old
     assert found == [cache_dir()] and {p: p.stat().st_mtime_ns for p in cache_dir().iterdir()} == binaries
     assert {b.name for b in sandbox.storage_client().list_blobs(BUCKET)} == before
@@ -357,9 +380,3 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "gone"
-
-
-def load_settings_absent(sandbox: Sandbox) -> bool:
-    from recipelib.settings import running_sandbox_settings
-
-    return running_sandbox_settings(sandbox.root) is None

@@ -1,9 +1,13 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from recipelib.errors import ConfigError
-from recipelib.settings import NAMES, Settings, load_settings, save_settings
+from recipelib.settings import MARKS, NAMES, Settings, load_settings, save_settings
 
 SEED_NAMES = [
     "PROJECT_ID", "REGION", "CLUSTER_REGION", "CLUSTER_NAME", "GCS_BUCKET", "ARTIFACT_REGISTRY",
@@ -119,3 +123,65 @@ def test_settings_file_that_is_not_a_mapping(path):
 def test_settings_are_frozen():
     with pytest.raises(AttributeError):
         Settings().namespace = "x"  # type: ignore[misc]
+
+
+# --- marks and the overlay a tool offers (the local sandbox writes one; see recipelib.settings) -----------
+
+
+@pytest.fixture
+def overlay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No settings file of the user's, no cluster in the environment, an overlay named by $RECIPELIB_OVERLAY."""
+    for name in ("KUBECONFIG", "KUBE_CONTEXT", "CLUSTER_NAME", "GCS_BUCKET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RECIPELIB_SETTINGS", str(tmp_path / "absent.yaml"))
+    monkeypatch.setenv("RECIPELIB_OVERLAY", str(tmp_path / "overlay.yaml"))
+    offered = Settings(gcs_bucket="tool-bucket", gcs_endpoint="http://127.0.0.1:4443", kube_context="tool",
+                       sandbox=True, note="offered by a tool")
+    return save_settings(offered, tmp_path / "overlay.yaml", pid=os.getpid(), comment="a tool's")
+
+
+def test_marks_are_data_not_settings(path):
+    save_settings(Settings(gcs_bucket="b-1", sandbox=True, note="a replay"), path)
+    written = yaml.safe_load(path.read_text())
+    assert (written["GCS_BUCKET"], written["SANDBOX"], written["NOTE"]) == ("b-1", True, "a replay")
+    loaded = load_settings(path=path, environ={})
+    assert (loaded.sandbox, loaded.note, loaded.gcs_bucket) == (True, "a replay", "b-1")
+    assert not set(MARKS) & set(NAMES) and "SANDBOX" not in loaded.as_env()
+    assert load_settings(path=path, environ={"SANDBOX": "false"}).sandbox  # a mark never comes from the environment
+
+
+@pytest.mark.parametrize(("text", "field"), [("SANDBOX: 'yes'\n", "SANDBOX"), ("NOTE: [a]\n", "NOTE"),
+                                             ("PID: -3\n", "PID"), ("PID: true\n", "PID")])
+def test_bad_marks_are_named(path, text, field):
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_settings(path=path, environ={})
+    assert e.value.field == field
+
+
+def test_the_overlay_stands_in_for_a_missing_settings_file(overlay):
+    s = load_settings()
+    assert (s.sandbox, s.note, s.gcs_bucket, s.kube_context) == (True, "offered by a tool", "tool-bucket", "tool")
+    assert load_settings(namespace="mine").namespace == "mine"  # arguments still win
+
+
+def test_the_overlay_is_whole_or_nothing(overlay, tmp_path, monkeypatch):
+    user = tmp_path / "user.yaml"
+    user.write_text("GCS_BUCKET: user-bucket\n")
+    monkeypatch.setenv("RECIPELIB_SETTINGS", str(user))
+    s = load_settings()  # the user's file wins, and nothing of the overlay is merged under it
+    assert (s.sandbox, s.gcs_bucket, s.gcs_endpoint, s.kube_context) == (False, "user-bucket", None, None)
+    monkeypatch.setenv("RECIPELIB_SETTINGS", str(tmp_path / "absent.yaml"))
+    assert not load_settings(environ={"KUBE_CONTEXT": "prod"}).sandbox  # a cluster named elsewhere
+    assert not load_settings(cluster_name="prod").sandbox
+    assert not load_settings(path=tmp_path / "absent.yaml").sandbox  # an explicit path is read as it is
+    monkeypatch.delenv("RECIPELIB_OVERLAY")
+    assert not load_settings().sandbox  # a named settings file, even absent, keeps tests hermetic
+
+
+def test_an_overlay_whose_process_is_gone_is_stale(overlay):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    text = overlay.read_text().replace(f"PID: {os.getpid()}", f"PID: {dead.pid}")
+    overlay.write_text(text)
+    assert not load_settings().sandbox and load_settings().gcs_bucket is None

@@ -18,12 +18,11 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from recipelib import gcp
 from recipelib.errors import CloudError, ClusterError, ConfigError
 from recipelib.settings import Settings
 
 log = logging.getLogger(__name__)
-
-CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
 @dataclass
@@ -111,40 +110,22 @@ def from_gke(
     """Endpoint and CA from GKE's ``get_cluster``, and a bearer token that refreshes itself.
 
     ``credentials`` default to Application Default Credentials (``gcloud auth application-default
-    login`` once, or a service account on a VM / Workbench instance).
+    login`` once, or a service account on a VM / Workbench instance), from :mod:`recipelib.gcp`.
     """
-    import google.auth
-    import google.auth.exceptions
-    import google.auth.transport.requests
-    from google.api_core import exceptions as gexc
-
-    if credentials is None:
-        try:
-            credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
-        except google.auth.exceptions.DefaultCredentialsError as e:
-            raise CloudError(
-                f"no Google Cloud credentials: run 'gcloud auth application-default login' once on this machine, "
-                f"or use a kubeconfig context instead ({e})"
-            ) from None
+    credentials = gcp.default_credentials(credentials, alternative="use a kubeconfig context instead")
     if container_client is None:
-        from google.cloud import container_v1
-
-        container_client = container_v1.ClusterManagerClient(credentials=credentials)
+        container_client = gcp.cluster_manager_client(credentials)
     full = f"projects/{project}/locations/{location}/clusters/{name}"
     try:
         gke = container_client.get_cluster(name=full)
-    except (gexc.PermissionDenied, gexc.Forbidden):
-        raise CloudError(
-            f"permission denied reading GKE cluster {full}: your account needs the 'Kubernetes Engine Cluster "
-            "Viewer' role (roles/container.clusterViewer) in project " + project
+    except gcp.api_errors() as e:
+        raise gcp.translate(
+            e, f"reading GKE cluster {full}",
+            role="roles/container.clusterViewer (Kubernetes Engine Cluster Viewer)", on=f"project {project}",
+            api="container.googleapis.com",
+            not_found=f"project {project!r} has no cluster {name!r} in location {location!r}: check CLUSTER_NAME "
+                      "and CLUSTER_REGION",
         ) from None
-    except gexc.NotFound:
-        raise CloudError(
-            f"GKE cluster {name!r} not found in location {location!r} of project {project!r}: check CLUSTER_NAME "
-            "and CLUSTER_REGION"
-        ) from None
-    except gexc.GoogleAPICallError as e:
-        raise CloudError(f"could not read GKE cluster {full}: {e.message}") from None
     endpoint = gke.private_cluster_config.private_endpoint if private_endpoint else gke.endpoint
     if not endpoint:
         raise CloudError(f"GKE cluster {full} has no {'private ' if private_endpoint else ''}endpoint yet")
@@ -157,12 +138,9 @@ def from_gke(
     config = kubernetes.client.Configuration()
     config.host = f"https://{endpoint}"
     config.ssl_ca_cert = str(ca_file)
-    request = google.auth.transport.requests.Request()
 
     def refresh(conf: kubernetes.client.Configuration) -> None:
-        if not credentials.valid:
-            credentials.refresh(request)
-        conf.api_key = {"authorization": f"Bearer {credentials.token}"}
+        conf.api_key = {"authorization": f"Bearer {gcp.bearer_token(credentials)}"}
 
     config.refresh_api_key_hook = refresh
     refresh(config)  # the client only calls the hook once a key is set

@@ -7,14 +7,17 @@ call, so a bad value never leaves half a release behind.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recipelib.cluster.client import Cluster
+from kubernetes.client import VersionApi
+
+from recipelib.cluster.client import Cluster, call
 from recipelib.cluster.releases import Applied, apply
 from recipelib.deploy.catalog import parse_experiments, resolve_model
-from recipelib.deploy.render import BenchmarkPlan, merge_values, render_benchmark, write_manifests
+from recipelib.deploy.render import BenchmarkPlan, ClusterFeatures, merge_values, render_benchmark, write_manifests
 from recipelib.deploy.validate import validate_objects
 from recipelib.errors import ConfigError
 from recipelib.names import release_name
@@ -72,6 +75,15 @@ def plan_benchmark(
     )
 
 
+def cluster_features(cluster: Cluster | None) -> ClusterFeatures:
+    """The API server's minor version (``/version``), so the Job holds only what that server accepts."""
+    if cluster is None:
+        return ClusterFeatures()
+    code = call(lambda: VersionApi(cluster.api).get_code(), "read the API server's version")
+    digits = re.match(r"\d+", str(code.minor or ""))
+    return ClusterFeatures(int(digits[0]) if digits else None)
+
+
 @dataclass(frozen=True)
 class DeployResult:
     plan: BenchmarkPlan
@@ -92,7 +104,10 @@ def deploy(
 
     With a cluster and ``dry_run``, the server also checks the objects (``dryRun=All``) and stores nothing.
     """
-    objects = render_benchmark(plan)
+    features = cluster_features(cluster)
+    for note in features.omitted():
+        log.warning("left out: %s", note)
+    objects = render_benchmark(plan, features)
     validate_objects(objects, plan.values["kubernetes_version"])
     files = write_manifests(objects, Path(out_dir)) if out_dir else []
     applied: list[Applied] = []

@@ -149,9 +149,47 @@ def rdma_interfaces() -> list[dict[str, str]]:
     ]
 
 
-def render_benchmark(plan: BenchmarkPlan) -> list[dict[str, Any]]:
-    """The objects of one benchmark release: launcher ConfigMap, config ConfigMap, Job."""
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+
+
+def image_pull_policy(image: str, configured: str) -> str:
+    """``Always`` for a tag (a re-pushed tag must not run stale from a node's cache), ``IfNotPresent`` for
+    a digest, which names one image for good; a configured policy wins."""
+    if configured:
+        if configured not in PULL_POLICIES:
+            raise ConfigError("overrides.image_pull_policy", f"{configured!r}: use one of {', '.join(PULL_POLICIES)}")
+        return configured
+    return "IfNotPresent" if "@sha256:" in image else "Always"
+
+
+@dataclass(frozen=True)
+class ClusterFeatures:
+    """What the target cluster's API can hold; an older cluster gets the manifest without the newer fields.
+
+    ``pod_failure_policy``: Job ``podFailurePolicy`` (beta and on by default from 1.26, GA in 1.31). A 1.20
+    API server refuses the whole Job for it (server-side apply: "field not declared in schema").
+    """
+
+    minor: int | None = None
+
+    @property
+    def pod_failure_policy(self) -> bool:
+        return self.minor is None or self.minor >= 26
+
+    def omitted(self) -> list[str]:
+        return [] if self.pod_failure_policy else [
+            f"Job podFailurePolicy (needs Kubernetes >= 1.26; this cluster is 1.{self.minor}): a lost node or a "
+            "configuration error spends a retry of backoffLimit"]
+
+
+def render_benchmark(plan: BenchmarkPlan, features: ClusterFeatures | None = None) -> list[dict[str, Any]]:
+    """The objects of one benchmark release: launcher ConfigMap, config ConfigMap, Job.
+
+    ``features`` describes the target cluster (its minor version); without it, a current cluster.
+    """
     text = _environment().get_template("benchmark-job.yaml.j2").render(
+        features=features or ClusterFeatures(),
+        image_pull_policy=image_pull_policy(plan.image, plan.values["image_pull_policy"]),
         release=plan.release,
         namespace=plan.namespace,
         run_id=plan.run_id,

@@ -2,7 +2,8 @@
 
 An image build takes up to two hours on a 32-core machine; asking first is one HTTP request. We use
 Artifact Registry's REST API (``projects.locations.repositories.packages.tags.get``) through
-google-auth's ``AuthorizedSession``, so no extra client library and no gcloud or docker is needed.
+an ``AuthorizedSession`` from :mod:`recipelib.gcp`, so no extra client library and no gcloud or docker is
+needed.
 The endpoint is injectable: tests point it at a local server.
 """
 
@@ -14,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from recipelib.errors import CloudError, ConfigError
+from recipelib import gcp
+from recipelib.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://artifactregistry.googleapis.com"
-CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+REGISTRY_API = "artifactregistry.googleapis.com"
 
 _IMAGE_REF = re.compile(
     r"^(?P<location>[a-z]+-[a-z]+[0-9]+|us|europe|asia)-docker\.pkg\.dev/"
@@ -93,53 +95,22 @@ class ArtifactRegistryTags:
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.timeout = timeout
-        if session is None:
-            from google.auth.transport.requests import AuthorizedSession
-
-            if credentials is None:
-                from recipelib.image.build import default_credentials
-
-                credentials = default_credentials()
-            session = AuthorizedSession(credentials)
-        self.session = session
+        self.session = session if session is not None else gcp.authorized_session(credentials)
 
     def get_tag(self, ref: ImageRef) -> TagInfo | None:
+        """The tag and the version it points at, or None when the repository has no such tag (a 404)."""
         url = f"{self.endpoint}/v1/{ref.tag_path}"
+        doing = f"looking up image {ref} in Artifact Registry"
         try:
             resp = self.session.get(url, timeout=self.timeout)
-        except OSError as e:  # requests' ConnectionError and Timeout are OSErrors
-            raise CloudError(f"cannot reach Artifact Registry at {self.endpoint} to look up {ref}: {e}") from None
+        except gcp.api_errors() as e:
+            raise gcp.translate(e, f"{doing} at {self.endpoint}") from None
         if resp.status_code == 200:
             body = resp.json()
             return TagInfo(ref, str(body.get("version", "")))
         if resp.status_code == 404:
             return None
-        message = google_error_message(resp)
-        if resp.status_code == 403:
-            raise CloudError(permission_sentence(
-                message, f"look up image {ref}", "roles/artifactregistry.reader",
-                f"repository {ref.repository} (project {ref.project}, location {ref.location})",
-                api="artifactregistry.googleapis.com",
-            ))
-        if resp.status_code == 401:
-            raise CloudError(f"Artifact Registry refused the credentials looking up {ref} ({message}): run "
-                             "'gcloud auth application-default login' again, or check the service account")
-        raise CloudError(f"could not look up image {ref} in Artifact Registry: HTTP {resp.status_code} {message}")
-
-
-def google_error_message(resp: Any) -> str:
-    """The ``error.message`` of Google's JSON error envelope, else the body's start."""
-    try:
-        return str(resp.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return (getattr(resp, "text", "") or "")[:200]
-
-
-def permission_sentence(message: str, what: str, role: str, on: str, *, api: str) -> str:
-    """A 403 as a sentence that names the role to ask for, or the API to enable when that is the cause."""
-    lowered = message.lower()
-    if "has not been used" in lowered or "service_disabled" in lowered or "is disabled" in lowered:
-        return (f"could not {what}: the {api} API is not enabled in this project ({message}). Enable it in the "
-                f"console (APIs & Services) and retry")
-    return (f"permission denied: could not {what}. Your account needs the role {role} on {on}; ask a project "
-            f"owner to grant it. (The API said: {message})")
+        raise gcp.translate(
+            resp, doing, role="roles/artifactregistry.reader",
+            on=f"repository {ref.repository} (project {ref.project}, location {ref.location})", api=REGISTRY_API,
+        )

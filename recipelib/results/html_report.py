@@ -19,7 +19,7 @@ import pandas as pd
 from recipelib.results.analysis import against_speed_of_light, compare_runs, export_csv, summary_table
 from recipelib.results.plots import figure_png, fraction_figure, latency_figure, throughput_figure
 from recipelib.results.reference import compare_to_published
-from recipelib.results.store import Results
+from recipelib.results.table import Results
 
 __all__ = ["Analysis", "ReportFiles", "analyse", "write_report"]
 

@@ -6,17 +6,8 @@ standard library only; recipelib reads the same file instead of spelling paths a
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from recipelib.paths import load_launcher_module
 
-from recipelib.paths import ROOT
-
-_NAME = "recipelib.results.layout"
-_spec = importlib.util.spec_from_file_location(_NAME, ROOT / "launcher" / "layout.py")
-if _spec is None or _spec.loader is None:
-    raise ImportError(f"cannot load the results layout from {ROOT / 'launcher' / 'layout.py'}")
-_module = importlib.util.module_from_spec(_spec)
-sys.modules[_NAME] = _module
-_spec.loader.exec_module(_module)
+load_launcher_module("layout", "recipelib.results.layout")  # replaces this module in sys.modules
 
 from recipelib.results.layout import *  # noqa: E402, F403  (the module just loaded under this name)

@@ -13,7 +13,8 @@ real run pays, so the true limit is lower):
 
 The limit is the smaller of the two; a result is shown as a fraction of it. For the recipe (Llama 3.1
 405B, FP8, 8 x H200, 128/128) the compute bound is about 9,750 tokens/s, and the recipe's 3,914 tokens/s
-is about 40% of it. Datasheet figures and model shapes live in ``recipelib/data`` with their sources.
+is about 40% of it. GPU figures come from the launcher's datasheet (``launcher/gpu_datasheet.py``, the
+table the GPU preflight measures against), model shapes from ``recipelib/data``; both cite their sources.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from types import ModuleType
 
 import pandas as pd
 
 from recipelib.errors import SpeedOfLightError
+from recipelib.paths import load_launcher_module
 
 __all__ = ["Bound", "GpuSpec", "ModelShape", "SpeedOfLightError", "gpu_spec", "model_shape", "throughput_bound"]
 
@@ -44,12 +47,16 @@ KV_BYTES = {None: 2.0, "": 2.0, "NONE": 2.0, "AUTO": 2.0, "BF16": 2.0, "FP16": 2
 
 @dataclass(frozen=True)
 class GpuSpec:
-    """Datasheet figures of one GPU (dense Tensor Core rates; decimal GB and TB/s)."""
+    """The datasheet figures the bounds use (dense Tensor Core rates; decimal GB and TB/s).
+
+    A view of one entry of ``launcher/gpu_datasheet.py``, not a second table: ``name`` is its model
+    (``H200``), ``memory_gb`` the datasheet's "141GB" read as decimal GB.
+    """
 
     name: str
     memory_gb: float
     hbm_tb_s: float
-    fp8_dense_tflops: float
+    fp8_dense_tflops: float | None  # None: no FP8 Tensor Cores (A100)
     bf16_dense_tflops: float
 
 
@@ -102,14 +109,8 @@ class Bound:
         return measured_tok_s / self.limit_tok_s
 
 
-@cache
-def _gpus() -> dict[str, GpuSpec]:
-    frame = _read_csv("gpu_specs.csv")
-    return {
-        str(r.gpu).upper(): GpuSpec(str(r.gpu), float(r.memory_gb), float(r.hbm_tb_s), float(r.fp8_dense_tflops),
-                                    float(r.bf16_dense_tflops))
-        for r in frame.itertuples()
-    }
+def _datasheet() -> ModuleType:
+    return load_launcher_module("gpu_datasheet")
 
 
 @cache
@@ -129,13 +130,18 @@ def _read_csv(name: str) -> pd.DataFrame:
 
 
 def gpu_spec(name: str) -> GpuSpec:
-    """``H200``, ``NVIDIA H200``, ``nvidia-h200-141gb`` -> the H200's datasheet figures."""
-    match = re.search(r"([abhgl]\d{2,3})", name or "", re.IGNORECASE)
-    key = match.group(1).upper() if match else (name or "").upper()
-    if key not in _gpus():
-        raise SpeedOfLightError(f"no datasheet figures for GPU {name!r}; known: {', '.join(sorted(_gpus()))} "
-                                "(add a row to recipelib/data/gpu_specs.csv with its source)")
-    return _gpus()[key]
+    """``H200``, ``NVIDIA H200``, ``nvidia-h200-141gb`` -> the H200's datasheet figures.
+
+    A bare model name means its SXM part, the one GKE's A3/A4 machines carry.
+    """
+    sheet = _datasheet()
+    spec = sheet.lookup_spec(name or "")
+    if spec is None:
+        known = ", ".join(dict.fromkeys(entry.model for _, entry in sheet.DATASHEET))
+        raise SpeedOfLightError(f"no datasheet figures for GPU {name!r}; known: {known} "
+                                "(add an entry to launcher/gpu_datasheet.py with its source)")
+    fp8 = None if spec.fp8_dense_tflops is None else float(spec.fp8_dense_tflops)
+    return GpuSpec(spec.model, float(spec.memory_gib), float(spec.hbm_tbps), fp8, float(spec.bf16_dense_tflops))
 
 
 def model_shape(model: str) -> ModelShape:
@@ -169,7 +175,10 @@ def throughput_bound(
     if kv_key not in KV_BYTES:
         raise SpeedOfLightError(f"unknown KV cache dtype {kv_cache_dtype!r}")
     fp8 = quant in FP8_COMPUTE
-    tflops = spec.fp8_dense_tflops if fp8 else spec.bf16_dense_tflops
+    if fp8 and spec.fp8_dense_tflops is None:
+        raise SpeedOfLightError(f"{spec.name} has no FP8 Tensor Cores: a {quantization} model has no FP8 rate "
+                                "to bound it with on this GPU")
+    tflops = spec.fp8_dense_tflops if fp8 and spec.fp8_dense_tflops is not None else spec.bf16_dense_tflops
     params = shape.params
     compute = gpus * tflops * 1e12 * osl / (2.0 * params * (isl + osl))
 

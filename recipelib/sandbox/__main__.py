@@ -1,5 +1,5 @@
 import sys
 
-from recipelib.sandbox.control import main
+from recipelib.sandbox.cli import main
 
 sys.exit(main())

@@ -3,10 +3,13 @@
 ``Sandbox.start()`` starts (or finds running) a real kube-apiserver + etcd + kube-controller-manager
 (:mod:`recipelib.sandbox.kube`, built once and cached), a Cloud Storage server (fake-gcs-server), and a
 node agent (:mod:`recipelib.sandbox.nodeagent`) that registers one A3 Ultra-shaped node and plays its kubelet.
-It creates the results bucket and the Cloud Storage FUSE CSIDriver (as GKE's add-on does), and writes a
-kubeconfig and a settings file (``<root>/settings.yaml``) that :func:`recipelib.settings.load_settings`
-falls back to when no cluster is configured. A benchmark deployed there replays a recorded real run,
-and everything it produces says so.
+It creates the results bucket and the Cloud Storage FUSE CSIDriver (as GKE's add-on does).
+
+It presents itself as any cluster does, so the product has no special case for it: a kubeconfig with its
+context and a settings file marked ``SANDBOX: true`` (``<root>/settings.yaml``), which it offers as the
+settings overlay while it runs (:mod:`recipelib.settings`; a ``PID`` mark makes a crashed sandbox's overlay
+stale); ``stop()`` removes the overlay if it is still this sandbox's. The user's settings file is never
+written. A benchmark deployed there replays a recorded real run, and everything it produces says so.
 
 The servers run detached: the sandbox outlives the process that started it (the CLI, a notebook) until
 ``stop()``. State lives in ``$RECIPELIB_SANDBOX`` or ``~/.cache/recipelib/sandbox``; a restart wipes the
@@ -19,25 +22,20 @@ Example::
     sandbox.set_controls(replay_speed=60)  # scenarios: slow replay, fail=..., evict(), remove_node()
     sandbox.stop()
 
-CLI: ``python -m recipelib.sandbox start|stop|status``.
+CLI: ``python -m recipelib.sandbox start|stop|status`` (:mod:`recipelib.sandbox.cli`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
 import os
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -50,17 +48,15 @@ from recipelib.errors import RecipelibError, SandboxError
 from recipelib.paths import ROOT
 from recipelib.sandbox.gcs import LocalGCS, free_port
 from recipelib.sandbox.kube import LocalKube, ensure_binaries
-from recipelib.sandbox.nodeagent import EVICTION_MESSAGE, READY_EXCLUDES, Controls, NodeShape
-from recipelib.settings import (
-    SANDBOX_CONTEXT,
-    Settings,
-    load_settings,
-    running_sandbox_settings,
-    sandbox_root,
-    save_settings,
-)
+from recipelib.sandbox.nodeagent import READY_EXCLUDES, Controls, NodeShape
+from recipelib.sandbox.processes import alive, kill_orphans, ours, port_free
+from recipelib.sandbox.remote import RemoteControls
+from recipelib.settings import Settings, load_settings, overlay_path, save_settings
 
 log = logging.getLogger(__name__)
+
+SANDBOX_ENV = "RECIPELIB_SANDBOX"  # the sandbox's folder; default ~/.cache/recipelib/sandbox
+CONTEXT = "recipelib-sandbox"  # the kubeconfig context it writes
 
 BUCKET = "sandbox-results"
 PROJECT = "sandbox-project"
@@ -70,6 +66,10 @@ GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
 # two after it starts, sees it Ready; the agent registers its node Ready from the first look.
 DISABLED_ADMISSION = ("ServiceAccount", "TaintNodesByCondition")
 _ORDER = ("nodeagent", "kube-controller-manager", "kube-apiserver", "etcd", "fake-gcs-server")
+
+
+def sandbox_root() -> Path:
+    return Path(os.environ.get(SANDBOX_ENV) or Path.home() / ".cache" / "recipelib" / "sandbox")
 
 
 @dataclass(frozen=True)
@@ -86,58 +86,38 @@ class SandboxStatus:
     settings: Path | None = None
     started: str | None = None
     ready_seconds: float | None = None
+    overlay: Path | None = None
 
     def lines(self) -> list[str]:
         if not self.running:
             return [f"Sandbox in {self.root}: not running (start it: python -m recipelib.sandbox start)"]
         return [
             f"Sandbox in {self.root}: running since {self.started} (ready in {self.ready_seconds or 0:.1f} s)",
-            f"  kube-apiserver  {self.api} (context {SANDBOX_CONTEXT})",
+            f"  kube-apiserver  {self.api} (context {CONTEXT})",
             f"  Cloud Storage   {self.gcs} (bucket {BUCKET})",
             f"  node            {self.node}: {self.node_state}"
             + (f"; pods: {', '.join(self.pods)}" if self.pods else ""),
-            f"  settings        {self.settings}",
+            f"  settings        {self.settings}" + (f" (offered as {self.overlay})" if self.overlay else ""),
             "  Benchmarks here replay a recorded real run (Llama 3.1 405B, 8 x H200): labelled replay, never measured.",
         ]
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie is not: it waits only for its parent to read its exit status)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return False
-    return fields[0] != "Z"
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is no obstacle
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @dataclass
-class Sandbox:
-    """The sandbox in ``root``; ``start()`` is idempotent, ``stop()`` ends every process it started."""
+class Sandbox(RemoteControls):
+    """The sandbox in ``root``; ``start()`` is idempotent, ``stop()`` ends every process it started.
+
+    ``overlay``: where it offers its settings while it runs (None: nowhere; tests use a folder of theirs).
+    """
 
     root: Path = field(default_factory=sandbox_root)
     replay_speed: float = Controls.replay_speed
     build: bool = True
+    overlay: Path | None = field(default_factory=overlay_path)
     _handles: list[Any] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).expanduser().resolve()
+        self.overlay = Path(self.overlay).expanduser().absolute() if self.overlay else None
 
     # -- where things are
 
@@ -171,9 +151,10 @@ class Sandbox:
 
     def is_running(self) -> bool:
         """Every process alive and the API server answering."""
-        if running_sandbox_settings(self.root) is None:
-            return False
         state = self.state()
+        pids = [int(p) for p in state.get("pids", {}).values()]
+        if not pids or not all(alive(p) for p in pids):
+            return False
         query = "&".join(f"exclude={name}" for name in READY_EXCLUDES)
         try:
             self._request("GET", f"{state['api']}/readyz?{query}", timeout=2)
@@ -196,6 +177,7 @@ class Sandbox:
         with self._exclusive():
             if self.is_running():
                 log.info("reusing the sandbox running in %s", self.root)
+                self._offer()
                 return self
             try:
                 return self._start(timeout)
@@ -209,7 +191,7 @@ class Sandbox:
         previous = self._saved_ports()  # the same ports again: saved settings stay valid
         self._stop()  # whatever a crash left behind, so the restart is clean
         ensure_binaries(build=self.build)
-        ports = {name: port if isinstance(port, int) and _port_free(port) else free_port()
+        ports = {name: port if isinstance(port, int) and port_free(port) else free_port()
                  for name, port in ((n, previous.get(n)) for n in ("kube", "gcs", "node"))}
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in (self.kube_dir / "etcd", self.node_dir, self.kubeconfig):
@@ -225,7 +207,7 @@ class Sandbox:
             pids["fake-gcs-server"] = gcs._process.pid  # type: ignore[union-attr]
             agent = self._start_agent(ports["node"], gcs.url)
             pids["nodeagent"] = agent.pid
-            kube = LocalKube(self.kube_dir, port=ports["kube"], context_name=SANDBOX_CONTEXT, detach=True,
+            kube = LocalKube(self.kube_dir, port=ports["kube"], context_name=CONTEXT, detach=True,
                              ready_excludes=READY_EXCLUDES, disabled_admission=DISABLED_ADMISSION)
             self._handles.append(kube)
             log.debug("%.2f s: GCS up, node agent starting", time.monotonic() - began)
@@ -244,6 +226,7 @@ class Sandbox:
             raise
         ready = round(time.monotonic() - began, 2)
         self._write_state(pids, ports, kube.url, gcs.url, ready)
+        self._offer()
         log.info("sandbox ready in %.1f s: API %s, GCS %s", ready, kube.url, gcs.url)
         return self
 
@@ -259,7 +242,7 @@ class Sandbox:
         boot = ("import sys; sys.modules['rfc3987_syntax'] = None; "
                 "from recipelib.sandbox.nodeagent import main; sys.exit(main())")
         argv = [sys.executable, "-c", boot, "--kubeconfig", str(self.kubeconfig),
-                "--context", SANDBOX_CONTEXT, "--root", str(self.node_dir),
+                "--context", CONTEXT, "--root", str(self.node_dir),
                 "--tls-cert", str(self.kube_dir / "server.crt"), "--tls-key", str(self.kube_dir / "server.key"),
                 "--port", str(port), "--gcs-endpoint", gcs_url, "--replay-speed", f"{self.replay_speed:g}"]
         self.node_dir.mkdir(parents=True, exist_ok=True)
@@ -290,8 +273,27 @@ class Sandbox:
                 raise
         save_settings(Settings(
             project_id=PROJECT, region="us-central1", gcs_bucket=BUCKET, artifact_registry=REGISTRY,
-            namespace="default", kubeconfig=str(self.kubeconfig), kube_context=SANDBOX_CONTEXT, gcs_endpoint=gcs.url,
-        ), self.settings_file)
+            namespace="default", kubeconfig=str(self.kubeconfig), kube_context=CONTEXT, gcs_endpoint=gcs.url,
+            sandbox=True, note=f"sandbox in {self.root}; stop it: python -m recipelib.sandbox stop --root {self.root}",
+        ), self.settings_file, comment=f"The local sandbox's settings (its folder: {self.root}).")
+
+    def _offer(self) -> None:
+        """Offer this sandbox's settings as the overlay, valid while its API server runs."""
+        if self.overlay is None:
+            return
+        pid = self.state().get("pids", {}).get("kube-apiserver")
+        save_settings(self.settings(), self.overlay, pid=pid, comment=(
+            f"Offered by the local sandbox in {self.root} while it runs (python -m recipelib.sandbox start);\n"
+            "`stop` removes this file. recipelib uses it only when no cluster is configured; your own\n"
+            "settings file is never written by the sandbox."))
+
+    def _withdraw(self) -> None:
+        """Remove the overlay if it is still this sandbox's (another one may have been started since)."""
+        if self.overlay is None:
+            return
+        with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
+            if (yaml.safe_load(self.overlay.read_text()) or {}).get("KUBECONFIG") == str(self.kubeconfig):
+                self.overlay.unlink()
 
     def _wait_node_ready(self, deadline: float) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -327,19 +329,20 @@ class Sandbox:
             return self._stop()
 
     def _stop(self) -> bool:
+        self._withdraw()
         pids = {k: int(v) for k, v in self.state().get("pids", {}).items()}
-        ours = {name: pid for name, pid in pids.items() if _alive(pid) and str(self.root) in _cmdline(pid)}
-        for name in sorted(ours, key=lambda n: _ORDER.index(n) if n in _ORDER else 0):
+        mine = {name: pid for name, pid in pids.items() if ours(pid, self.root)}
+        for name in sorted(mine, key=lambda n: _ORDER.index(n) if n in _ORDER else 0):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(ours[name], signal.SIGTERM)
+                os.kill(mine[name], signal.SIGTERM)
             # one at a time, clients first: the agent stops its containers while the API is still there,
             # and an API server whose etcd is already gone takes 10 s to give up
-            self._wait_gone([ours[name]], 10)
-        for pid in ours.values():
-            if _alive(pid):
+            self._wait_gone([mine[name]], 10)
+        for pid in mine.values():
+            if alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        self._kill_orphans()
+        kill_orphans(self.node_dir / "run", self.root)
         for handle in self._handles:  # reap the children of this process (already stopped above)
             with contextlib.suppress(Exception):
                 if isinstance(handle, subprocess.Popen):
@@ -348,24 +351,15 @@ class Sandbox:
                     handle.stop()
         self._handles.clear()
         self.state_file.unlink(missing_ok=True)
-        return bool(ours)
+        return bool(mine)
 
     def _wait_gone(self, pids: list[int], seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        while time.monotonic() < deadline and any(alive(p) for p in pids):
             for handle in self._handles:  # our own children turn into zombies until reaped
                 if isinstance(handle, subprocess.Popen):
                     handle.poll()
             time.sleep(0.05)
-
-    def _kill_orphans(self) -> None:
-        """Container processes an agent killed hard could not stop (it notes each one's pid)."""
-        for note in (self.node_dir / "run").glob("*"):
-            with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
-                pid = int(note.name)
-                if _alive(pid) and str(self.root) in _cmdline(pid):
-                    os.killpg(pid, signal.SIGKILL)
-            note.unlink(missing_ok=True)
 
     def status(self) -> SandboxStatus:
         state = self.state()
@@ -378,7 +372,7 @@ class Sandbox:
         pods = tuple(f"{p['namespace']}/{p['name']} {p['phase']}" for p in agent.get("pods", []))
         return SandboxStatus(self.root, True, state.get("api"), state.get("gcs"), state.get("node"),
                              agent.get("state", "unknown"), pods, self.settings_file, state.get("started"),
-                             state.get("ready_seconds"))
+                             state.get("ready_seconds"), self.overlay)
 
     # -- what the notebooks and tests use
 
@@ -388,101 +382,15 @@ class Sandbox:
     def cluster(self, namespace: str = "default"):  # -> recipelib.cluster.Cluster
         from recipelib.cluster.client import from_kubeconfig
 
-        return from_kubeconfig(self.kubeconfig, SANDBOX_CONTEXT, namespace)
+        return from_kubeconfig(self.kubeconfig, CONTEXT, namespace)
 
     def storage_client(self):  # -> google.cloud.storage.Client
         from recipelib.results.store import make_client
 
         return make_client(endpoint=self.state()["gcs"], project=PROJECT)
 
-    # -- scenario controls (applied by the node agent)
-
-    def set_controls(self, **values: Any) -> dict[str, Any]:
-        """``replay_speed`` (recorded seconds per second; a running replay follows it), ``fail`` (``"build"``,
-        ``"benchmark"`` or ``""``: the next benchmark pods fail there, exit code 1), ``pull_seconds``."""
-        return self._control("POST", "/sandbox/controls", values)
-
-    def evict(self, pod: str, namespace: str = "default", message: str = EVICTION_MESSAGE) -> None:
-        """Evict a running pod as the kubelet's eviction manager does: killed, Failed, reason Evicted, an event."""
-        self._control("POST", "/sandbox/evict", {"namespace": namespace, "pod": pod, "message": message})
-
-    def node_not_ready(self) -> None:
-        """The kubelet reports NotReady and stops heartbeating; the node lifecycle controller takes it from there."""
-        self._control("POST", "/sandbox/node", {"action": "not-ready"})
-
-    def remove_node(self) -> None:
-        """The VM is gone: its containers die, the Node object is deleted, nobody updates its pods."""
-        self._control("POST", "/sandbox/node", {"action": "remove"})
-
-    def clear_local_ssd(self) -> None:
-        """Empty the node's local SSD (checkpoints, engines, workspaces), as on a new node: the next run
-        downloads and builds again instead of finding them cached. Call it while no benchmark pod runs."""
-        shutil.rmtree(self.node_dir / "host", ignore_errors=True)
-
-    def restore_node(self) -> None:
-        """Register the node again (Ready); pods that died with it are marked Failed (reason NodeLost)."""
-        self._control("POST", "/sandbox/node", {"action": "restore"})
-
-    # -- plumbing
-
-    def _token(self) -> str:
-        try:
-            users = yaml.safe_load(self.kubeconfig.read_text())["users"]
-            return str(users[0]["user"]["token"])
-        except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError) as e:
-            raise SandboxError(f"no sandbox kubeconfig at {self.kubeconfig}: is it started?") from e
-
-    def _request(self, method: str, url: str, body: dict[str, Any] | None = None, timeout: float = 60) -> Any:
-        context = ssl.create_default_context(cafile=str(self.kube_dir / "ca.crt"))
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method, headers={
-            "Authorization": f"Bearer {self._token()}", "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, context=context, timeout=timeout) as resp:
-                text = resp.read().decode()
-        except urllib.error.HTTPError as e:
-            raise SandboxError(f"{method} {url}: HTTP {e.code} {e.read().decode(errors='replace')[:300]}") from None
-        except (urllib.error.URLError, OSError, ssl.SSLError) as e:
-            raise SandboxError(f"{method} {url}: {e}") from None
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-
-    def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        port = self.state().get("ports", {}).get("node")
-        if not port:
-            raise SandboxError(f"the sandbox in {self.root} is not running")
-        return self._request(method, f"https://127.0.0.1:{port}{path}", body)
-
     def __enter__(self) -> Sandbox:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recipelib.sandbox", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("start", "stop", "status"))
-    parser.add_argument("--root", default=None, help=f"the sandbox's folder (default {sandbox_root()})")
-    parser.add_argument("--replay-speed", type=float, default=Controls.replay_speed,
-                        help="recorded seconds per real second (default %(default)g: an hour in ten seconds)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sandbox = Sandbox(Path(args.root) if args.root else sandbox_root(), replay_speed=args.replay_speed)
-    try:
-        if args.command == "start":
-            sandbox.start()
-        elif args.command == "stop":
-            print("Stopped." if sandbox.stop() else f"No sandbox was running in {sandbox.root}.")
-            return 0
-    except RecipelibError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print("\n".join(sandbox.status().lines()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

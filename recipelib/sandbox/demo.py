@@ -2,11 +2,12 @@
 
 Starts the local sandbox (:mod:`recipelib.sandbox`: a real API server, a node agent playing an A3 Ultra
 node's kubelet, a Cloud Storage server), or reuses a running one, and runs the notebooks headless with
-papermill, as a user would run them with no cluster configured: they pick up the sandbox's settings and
-say so first. The benchmark pod replays the recipe's recorded Llama 3.1 405B run, labelled as a replay
-everywhere. The executed notebooks, the manifests, the plots and the HTML report land in one output
-folder, named at the end; the user's own settings file is never touched. A sandbox the demo started is
-stopped at the end (``--keep`` leaves it running).
+papermill, as a user would run them with no cluster configured: they pick up the settings the sandbox
+offers (the settings overlay, :mod:`recipelib.settings`) and say so first. The benchmark pod replays the
+recipe's recorded Llama 3.1 405B run, labelled as a replay everywhere. The executed notebooks, the
+manifests, the plots and the HTML report land in one output folder, named at the end; the user's own
+settings file is never touched. A sandbox the demo started is stopped at the end (``--keep`` leaves it
+running).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import Any
 from recipelib.errors import RecipelibError
 from recipelib.names import release_name
 from recipelib.paths import ROOT
-from recipelib.sandbox.control import Sandbox
-from recipelib.sandbox.nodeagent import Controls
-from recipelib.settings import NAMES, SANDBOX_ENV, SETTINGS_ENV, sandbox_root
+from recipelib.sandbox.control import Sandbox, sandbox_root
+from recipelib.sandbox.node import Controls
+from recipelib.settings import NAMES, OVERLAY_ENV, SETTINGS_ENV
 
 log = logging.getLogger("recipelib.sandbox.demo")
 
@@ -49,11 +50,14 @@ def run_notebook(name: str, dest: Path, label: str, **parameters: Any) -> Path:
 
 
 def _environment(out_dir: Path, sandbox: Sandbox) -> None:
-    """What the notebooks' kernels inherit: no cluster of the user's, the sandbox, a settings file of the run's."""
+    """What the notebooks' kernels inherit: no cluster of the user's, the sandbox's overlay, a settings file
+    of the run's (absent, so the overlay applies; the user's own is never read or written)."""
+    if sandbox.overlay is None:
+        raise RecipelibError("the demo needs a sandbox that offers its settings (Sandbox(overlay=...))")
     for name in NAMES:  # an exported KUBECONFIG or GCS_BUCKET would point the demo at a real cluster or bucket
         os.environ.pop(name, None)
-    os.environ[SETTINGS_ENV] = str(out_dir / "settings.yaml")  # absent: setup falls back to the sandbox's
-    os.environ[SANDBOX_ENV] = str(sandbox.root)
+    os.environ[SETTINGS_ENV] = str(out_dir / "settings.yaml")
+    os.environ[OVERLAY_ENV] = str(sandbox.overlay)
     os.environ["HF_TOKEN"] = DEMO_TOKEN
 
 

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from recipelib.image.build import BuildOutcome, BuildPlan, BuildState, SubmittedBuild, format_seconds
+from recipelib.image.outcome import BuildOutcome, BuildState, format_seconds
+from recipelib.image.plan import BuildPlan
+from recipelib.image.submit import SubmittedBuild
 
 
 def _table(rows: list[tuple[str, str]]) -> str:

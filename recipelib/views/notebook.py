@@ -26,22 +26,16 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
 
 
 def banner(settings: Settings) -> str:
-    """The first line every notebook prints: which cluster it works on, and whether that is the local sandbox.
+    """The first line every notebook prints: which cluster it works on, and whether that is a sandbox.
 
-    A run against the sandbox must never pass for a measurement, so the notebook says so before anything
-    else (``Settings.sandbox``: the settings use the sandbox's kubeconfig context).
+    A run against a sandbox must never pass for a measurement, so the notebook says so before anything
+    else. ``Settings.sandbox`` is plain data from the settings file (``SANDBOX: true``, written by whatever
+    runs the sandbox), and ``Settings.note`` says where the settings come from.
     """
-    from pathlib import Path
-
-    from recipelib.settings import running_sandbox_settings
-
     if settings.sandbox:
         line = (f"Using the local sandbox (a replay of a recorded run, not a real cluster): context "
                 f"{settings.kube_context}, namespace {settings.namespace}, bucket {settings.gcs_bucket} at "
                 f"{settings.gcs_endpoint}")
-        root = Path(settings.kubeconfig).parent.parent if settings.kubeconfig else None
-        if root is None or running_sandbox_settings(root) is None:
-            line += ". It is NOT running: start it with `python -m recipelib.sandbox start`"
     elif settings.kubeconfig or settings.kube_context:
         line = (f"Using cluster: kubeconfig {settings.kubeconfig or '(default)'}, context "
                 f"{settings.kube_context or '(current)'}, namespace {settings.namespace}")
@@ -51,6 +45,8 @@ def banner(settings: Settings) -> str:
     else:
         line = ("No cluster configured: the default kubeconfig is used if there is one. To try everything on "
                 "this machine without a cloud account: python -m recipelib.sandbox start")
+    if settings.note:
+        line += f" [{settings.note}]"
     print(line)
     return line
 
