@@ -13,14 +13,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from recipelib.cluster import Cluster, from_kubeconfig
 from recipelib.sandbox import Sandbox
 from recipelib.sandbox.gcs import LocalGCS
 from recipelib.sandbox.kube import LocalKube
 
-REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+
+
+# Marks by folder: `pytest -m "not integration"` runs what needs no local servers.
+_FOLDER_MARKS = {
+    "integration": ("integration",),
+    "notebooks": ("notebook", "integration"),
+    "browser": ("browser", "integration"),
+    "launcher": ("launcher",),
+    "unit": ("unit",),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        folder = Path(item.fspath).resolve().relative_to(tests).parts[0]
+        for mark in _FOLDER_MARKS.get(folder, ()):
+            item.add_marker(mark)
 
 
 @pytest.fixture(scope="session")
@@ -109,13 +127,13 @@ def ns(sandbox: Sandbox) -> Iterator[Cluster]:
     cluster.core.delete_namespace(name)
 
 
-# --- Google Cloud APIs that cannot run here (Cloud Build, Artifact Registry): tests/test_imagebuild_fakes.py
+# --- Google Cloud APIs that cannot run here (Cloud Build, Artifact Registry): tests/fakes/google_apis.py
 
 
 @pytest.fixture
 def apis(gcs, gcs_client):
     """The Cloud Build / Artifact Registry REST fake, its build logs in a fresh bucket of the local GCS."""
-    from test_imagebuild_fakes import FakeGoogleAPIs
+    from fakes.google_apis import FakeGoogleAPIs
 
     logs = gcs_client.create_bucket(f"logs-{uuid.uuid4().hex[:10]}")
     server = FakeGoogleAPIs(gcs.client(), logs.name).start()

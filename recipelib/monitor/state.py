@@ -149,6 +149,7 @@ def status(cluster: Cluster, release: str, *, log_lines: list[str] | None = None
         containers = tuple(_container_line(c) for c in (st.init_container_statuses or []) +
                            (st.container_statuses or []))
         if state in ("Running", "Pending") and st.phase == "Pending":
+            state = "Pending"  # the Job counts a pod as active before it is scheduled; the user asks what runs
             waiting = [c for c in containers if "waiting" in c]
             reason = ("pod not scheduled yet" if not pod.spec.node_name else
                       f"pod starting: {waiting[0]}" if waiting else "pod starting")

@@ -1,20 +1,18 @@
 """Server-side apply, list and uninstall against a real kube-apiserver on loopback."""
 
 import pytest
+from helpers import TESTS
 
 from recipelib.cluster.releases import apply, list_releases, uninstall
 from recipelib.deploy import deploy, plan_benchmark
 from recipelib.errors import ClusterError, ConflictError
 from recipelib.settings import load_settings
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(autouse=True)
 def fixed_launcher(monkeypatch):
-    from pathlib import Path
 
-    monkeypatch.setenv("RECIPELIB_LAUNCHER", str(Path(__file__).parent / "fixtures" / "launcher"))
+    monkeypatch.setenv("RECIPELIB_LAUNCHER", str(TESTS / "fixtures" / "launcher"))
 
 
 @pytest.fixture

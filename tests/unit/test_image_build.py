@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_imagebuild_fakes import DIGEST, MACHINE_TYPE
+from fakes.google_apis import DIGEST, MACHINE_TYPE
+from helpers import REPO
 
 from recipelib.errors import CloudError, ConfigError
 from recipelib.image import build as imagebuild
@@ -35,7 +36,6 @@ from recipelib.image.trtllm_versions import KNOWN_GOOD, check_version_pair
 from recipelib.settings import Settings
 from recipelib.views.image_build import show_plan
 
-REPO = Path(__file__).resolve().parent.parent
 LAUNCHER = REPO / "launcher"
 RECIPE_SUBSTITUTIONS = {"_ARTIFACT_REGISTRY", "_TRTLLM_IMAGE", "_TRTLLM_VERSION", "_TRITON_SERVER_VERSION"}
 

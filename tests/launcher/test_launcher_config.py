@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "launcher"))
 
-import bench  # noqa: E402
-from bench import BenchOutputs, BuildTuning, TrtllmVersion, check_report, throughput_command  # noqa: E402
-from config import ConfigError, Experiment, load_config, parse_config  # noqa: E402
-from engine import EngineSpec  # noqa: E402
-from events import EventLog, Redactor, parse_event  # noqa: E402
-from plan import CacheState, plan_setup  # noqa: E402
-from store import LocalStore, StoreError, open_store  # noqa: E402
+import bench
+from bench import BenchOutputs, BuildTuning, TrtllmVersion, check_report, throughput_command
+from config import ConfigError, Experiment, load_config, parse_config
+from engine import EngineSpec
+from events import EventLog, Redactor, parse_event
+from plan import CacheState, plan_setup
+from store import LocalStore, StoreError, open_store
 
 NVIDIA_SWEEP = [(128, 128), (128, 2048), (128, 4096), (500, 2000), (1000, 1000), (2048, 128), (2048, 2048),
                 (5000, 500), (20000, 2000)]

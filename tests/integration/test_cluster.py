@@ -22,8 +22,6 @@ from recipelib.cluster import connect, from_gke, from_kubeconfig
 from recipelib.errors import CloudError, ConfigError
 from recipelib.settings import load_settings
 
-pytestmark = pytest.mark.integration
-
 
 class FakeGKE(BaseHTTPRequestHandler):
     clusters: ClassVar[dict[str, dict]] = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import REPO
 
 from recipelib.errors import RecipelibError
 from recipelib.results.gpu_report import (
@@ -21,7 +22,7 @@ from recipelib.results.gpu_report import (
     runs_table,
 )
 
-RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+RESULTS = REPO / "benchmarks" / "results"
 RECORDED = sorted(RESULTS.glob("preflight-*gpu.txt"))
 
 

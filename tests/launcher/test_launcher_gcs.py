@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "launcher"), str(REPO / "launcher" / "testing")]  # flat modules, as in the pod
 
 from harness import Node, kill_group, wait_for_event, wait_until  # noqa: E402

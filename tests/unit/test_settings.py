@@ -185,3 +185,12 @@ def test_an_overlay_whose_process_is_gone_is_stale(overlay):
     text = overlay.read_text().replace(f"PID: {os.getpid()}", f"PID: {dead.pid}")
     overlay.write_text(text)
     assert not load_settings().sandbox and load_settings().gcs_bucket is None
+
+
+def test_the_sandboxs_settings_are_never_saved_as_the_users(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECIPELIB_SETTINGS", str(tmp_path / "mine.yaml"))
+    sandboxed = Settings(sandbox=True, namespace="default")
+    with pytest.raises(ConfigError, match="sandbox's settings") as e:
+        save_settings(sandboxed)
+    assert e.value.field == "settings" and not (tmp_path / "mine.yaml").exists()
+    assert save_settings(sandboxed, tmp_path / "overlay.yaml").exists()  # a tool's own overlay may hold them

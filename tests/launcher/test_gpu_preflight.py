@@ -18,8 +18,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "launcher" / "preflight.py"
 RESULTS = REPO / "benchmarks" / "results"
 RAW = RESULTS / "preflight-raw"

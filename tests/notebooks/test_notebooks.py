@@ -12,10 +12,9 @@ import nbformat
 import papermill as pm
 import pytest
 import yaml
+from helpers import REPO, TESTS, run_notebook
 
-pytestmark = [pytest.mark.notebook, pytest.mark.integration]
-
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = REPO / "notebooks"
 TOKEN = "hf_NotebookTokenValue0123456789abcdef"
 
 
@@ -24,7 +23,7 @@ def env(tmp_path, monkeypatch, kube, namespace):
     """A settings file of the test's own, the local cluster, and a token in the environment only."""
     monkeypatch.setenv("RECIPELIB_SETTINGS", str(tmp_path / "settings.yaml"))
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.setenv("RECIPELIB_LAUNCHER", str(Path(__file__).parent / "fixtures" / "launcher"))
+    monkeypatch.setenv("RECIPELIB_LAUNCHER", str(TESTS / "fixtures" / "launcher"))
     for name in ("GCS_BUCKET", "ARTIFACT_REGISTRY", "NAMESPACE", "KUBECONFIG", "KUBE_CONTEXT", "KUEUE_NAME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -32,9 +31,7 @@ def env(tmp_path, monkeypatch, kube, namespace):
 
 
 def run(name: str, out: Path, **parameters) -> nbformat.NotebookNode:
-    pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters=parameters, kernel_name="python3",
-                        progress_bar=False)
-    return nbformat.read(out, as_version=4)
+    return run_notebook(NOTEBOOKS / f"{name}.ipynb", out, **parameters)
 
 
 def text_of(nb: nbformat.NotebookNode) -> str:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import REPO
 
 from recipelib.monitor.events import explain_event
 from recipelib.monitor.logs import _split_timestamp
 from recipelib.monitor.progress import Progress, advance, parse_event, progress_from_lines
 
-LAUNCHER_TESTING = Path(__file__).resolve().parent.parent / "launcher" / "testing"
+LAUNCHER_TESTING = REPO / "launcher" / "testing"
 
 
 @pytest.fixture(scope="module")

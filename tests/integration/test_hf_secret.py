@@ -8,7 +8,6 @@ from pydantic import SecretStr
 from recipelib.cluster.hf_secret import delete_hf_secret, ensure_hf_secret, hf_token
 from recipelib.errors import SecretError
 
-pytestmark = pytest.mark.integration
 TOKEN = "hf_TestTokenValue1234567890abcdef"
 
 

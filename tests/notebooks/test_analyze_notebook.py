@@ -11,12 +11,10 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+from helpers import REPO, REPORTS, run_notebook
 
-REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "analyze.ipynb"
-REPORTS = Path(__file__).parent / "data" / "reports"
 
-pytestmark = pytest.mark.notebook
 
 
 def outputs(nb) -> list[dict]:
@@ -39,9 +37,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **parameters) -> nbform
     for name in ("GCS_BUCKET", "RESULTS_PREFIX", "STORAGE_EMULATOR_HOST"):
         monkeypatch.delenv(name, raising=False)
     out = tmp_path / "executed.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK), str(out), parameters=parameters, kernel_name="python3",
-                               cwd=str(tmp_path), progress_bar=False)
-    return nbformat.read(out, as_version=4)
+    return run_notebook(NOTEBOOK, out, cwd=tmp_path, **parameters)
 
 
 def test_committed_without_outputs_and_with_typed_parameters() -> None:

@@ -1,14 +1,14 @@
 """environment.yml must say what pyproject.toml says: conda users get the same packages."""
 
 import sys
-from pathlib import Path
 
 import tomllib
 import yaml
+from helpers import REPO
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 
 
 def pyproject():

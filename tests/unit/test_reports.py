@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
+from helpers import REPORTS
 
 from recipelib.errors import RecipelibError
 from recipelib.results.reports import (
@@ -23,7 +24,6 @@ from recipelib.results.reports import (
     parse_text,
 )
 
-REPORTS = Path(__file__).parent / "data" / "reports"
 REAL_405B = REPORTS / "gpu-recipes_a3ultra_llama405b_trt-0.17.0.post1_h200.txt"
 BLOG_021 = REPORTS / "nvidia-blog_0.21.0rc0_llama8b_pytorch_streaming.txt"
 

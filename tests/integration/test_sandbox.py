@@ -13,13 +13,13 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from helpers import deploy_on_sandbox
+from helpers import until as wait
 from kubernetes.client import CoordinationV1Api
 
 import recipelib
@@ -32,8 +32,6 @@ from recipelib.sandbox.nodeagent import LEASE_NAMESPACE, NodeShape
 from recipelib.settings import load_settings
 from recipelib.views.notebook import banner
 
-pytestmark = pytest.mark.integration
-
 FAST = 20000.0  # recorded seconds per second, as the conftest's sandbox: the recorded hour in a fifth of a second
 SLOW = 5.0  # the build alone takes 8 minutes: a pod stays Running until a test speeds it up
 MODEL = "meta-llama/Llama-3.1-405B"
@@ -41,21 +39,7 @@ NODE = NodeShape.name
 
 
 def deploy(sandbox: Sandbox, cluster: Cluster, user: str = "alice", **options: Any) -> recipelib.BenchmarkPlan:
-    settings = sandbox.settings(namespace=cluster.namespace)
-    plan = recipelib.plan_benchmark(settings, MODEL, "recipe-default", user=user,
-                                    run_id=f"replay-{uuid.uuid4().hex[:8]}", **options)
-    recipelib.deploy(plan, cluster)
-    return plan
-
-
-def wait(what: str, check: Callable[[], Any], timeout: float = 60, poll: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return deploy_on_sandbox(sandbox, cluster, MODEL, user=user, **options)
 
 
 def pods(cluster: Cluster, release: str) -> list[Any]:

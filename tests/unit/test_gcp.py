@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import ast
 import json
-from pathlib import Path
 
 import pytest
 import requests
 from google.api_core import exceptions as gexc
+from helpers import REPO
 
 from recipelib import gcp
 from recipelib.errors import (
@@ -25,7 +25,6 @@ from recipelib.errors import (
     RecipelibError,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 TOKEN = "ya29.a0AfB_secretAccessToken0123456789"
 DOING = "uploading the build context to gs://b/source/x.tgz"
 

@@ -15,6 +15,7 @@ import pytest
 import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+from helpers import REPORTS
 
 from recipelib.errors import CloudError
 from recipelib.results import (
@@ -30,9 +31,6 @@ from recipelib.results import (
 from recipelib.results.reports import ReportError
 from recipelib.sandbox.gcs import LocalGCS
 
-pytestmark = pytest.mark.integration
-
-REPORTS = Path(__file__).parent / "data" / "reports"
 REAL_405B = (REPORTS / "gpu-recipes_a3ultra_llama405b_trt-0.17.0.post1_h200.txt").read_text()
 DOCS_8B = (REPORTS / "nvidia-docs_0.17_llama8b_trt_throughput.txt").read_text()
 BLOG_021 = (REPORTS / "nvidia-blog_0.21.0rc0_llama8b_pytorch_streaming.txt").read_text()

@@ -19,14 +19,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 import recipelib
 from recipelib.sandbox.gcs import free_port
 from recipelib.settings import save_settings
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration]
-
-REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 

@@ -6,18 +6,15 @@ Uses the session's ``sandbox`` and a fresh namespace per test (``ns``), both fro
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any
 
 import pytest
+from helpers import deploy_on_sandbox, until
 from urllib3.exceptions import ProtocolError
 
 import recipelib
 from recipelib.monitor import follow_logs, latest_release, read_log, status, wait
 from recipelib.views.monitor import watch
-
-pytestmark = pytest.mark.integration
 
 FAST = 20000.0
 SLOW = 5.0
@@ -25,28 +22,14 @@ MODEL = "meta-llama/Llama-3.1-405B"
 
 
 def deploy(sandbox, cluster, experiments="recipe-default", **options: Any) -> recipelib.BenchmarkPlan:
-    settings = sandbox.settings(namespace=cluster.namespace)
-    plan = recipelib.plan_benchmark(settings, MODEL, experiments, user="mon",
-                                    run_id=f"mon-{uuid.uuid4().hex[:8]}", **options)
-    recipelib.deploy(plan, cluster)
-    return plan
-
-
-def until(what: str, check, timeout: float = 60, poll: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return deploy_on_sandbox(sandbox, cluster, MODEL, experiments, user="mon", run_prefix="mon", **options)
 
 
 def test_pending_says_why_the_pod_is_not_scheduled(sandbox, ns):
     plan = deploy(sandbox, ns, overrides={"accelerator": "nvidia-b200"})
     st = until("FailedScheduling on the node selector", lambda: (s := status(ns, plan.release)).events and
                any(e.reason == "FailedScheduling" and "node selector" in e.text for e in s.events) and s)
-    assert st.state == "Running" or st.state == "Pending"
+    assert st.state == "Pending"
     assert st.reason == "pod not scheduled yet"
     assert st.progress.phase is None and "launcher not started yet" in "\n".join(st.lines())
 

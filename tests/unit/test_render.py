@@ -2,9 +2,9 @@
 
 import json
 import os
-from pathlib import Path
 
 import pytest
+from helpers import TESTS
 
 from recipelib.deploy import deploy, plan_benchmark
 from recipelib.deploy.render import render_benchmark, to_yaml
@@ -12,7 +12,7 @@ from recipelib.deploy.validate import check_version, validate_objects
 from recipelib.errors import ConfigError, ManifestError
 from recipelib.settings import load_settings
 
-HERE = Path(__file__).parent
+HERE = TESTS
 GOLDEN = HERE / "golden"
 
 

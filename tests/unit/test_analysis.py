@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import re
 from importlib import resources
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import REPO, REPORTS
 
 from recipelib.results import Results, load_examples, load_local
 from recipelib.results import speed_of_light as sol
@@ -17,7 +17,6 @@ from recipelib.results.html_report import analyse, write_report
 from recipelib.results.plots import figure_png, fraction_figure, latency_figure, throughput_figure
 from recipelib.results.reference import compare_to_published, model_family, published_figures, version_key
 
-REPORTS = Path(__file__).parent / "data" / "reports"
 REAL_405B = REPORTS / "gpu-recipes_a3ultra_llama405b_trt-0.17.0.post1_h200.txt"
 TRT = "nvidia-docs/20250118-llama8b-fp8-trt0.17"
 PYT = "nvidia-docs/llama8b-fp8-pytorch0.17"
@@ -94,7 +93,7 @@ def test_bound_errors_are_clear() -> None:
 
 
 def test_datasheet_file_cites_its_sources() -> None:
-    text = (Path(__file__).resolve().parents[1] / "launcher" / "gpu_datasheet.py").read_text()
+    text = (REPO / "launcher" / "gpu_datasheet.py").read_text()
     assert "nvidia.com/en-us/data-center/h100" in text and "nvidia.com/en-us/data-center/h200" in text
     assert sol.gpu_spec("NVIDIA H200").hbm_tb_s == 4.8 and sol.gpu_spec("nvidia-h100-80gb").memory_gb == 80
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 from kubernetes.client import (
     V1Container,
     V1Node,
@@ -41,7 +42,6 @@ from recipelib.sandbox.nodeagent import (
     unschedulable_message,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 REPLAY = REPO / "launcher" / "testing" / "replay_bench.py"
 RECORDING = REPO / "launcher" / "testing" / "recordings" / "gpu-recipes_a3ultra_llama405b_trt-0.17.0.post1_h200.txt"
 MODEL = "meta-llama/Llama-3.1-405B"

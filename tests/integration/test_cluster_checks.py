@@ -8,8 +8,6 @@ from pydantic import SecretStr
 from recipelib.cluster.checks import check_cluster, summary
 from recipelib.cluster.hf_secret import ensure_hf_secret
 
-pytestmark = pytest.mark.integration
-
 
 def by_name(checks):
     return {c.name: c for c in checks}

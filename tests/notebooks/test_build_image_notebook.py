@@ -18,19 +18,18 @@ import nbformat
 import papermill as pm
 import pytest
 import yaml
-from test_imagebuild_fakes import FakeGoogleAPIs
+from fakes.google_apis import FakeGoogleAPIs
+from helpers import REPO, run_notebook
 
 from recipelib.settings import NAMES
 
-pytestmark = [pytest.mark.notebook, pytest.mark.integration]
-
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "build-image.ipynb"
+NOTEBOOK = REPO / "notebooks" / "build-image.ipynb"
 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch, gcs):
     """A settings file of the test's own; Cloud Storage is the local server, through the GCS_ENDPOINT setting."""
-    for name in (*NAMES, "RECIPELIB_SANDBOX", "RECIPELIB_CLOUDBUILD_ENDPOINT", "RECIPELIB_ARTIFACTREGISTRY_ENDPOINT"):
+    for name in (*NAMES, "RECIPELIB_OVERLAY", "RECIPELIB_CLOUDBUILD_ENDPOINT", "RECIPELIB_ARTIFACTREGISTRY_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RECIPELIB_SETTINGS", str(tmp_path / "settings.yaml"))
     monkeypatch.setenv("GCS_ENDPOINT", gcs.url)
@@ -47,8 +46,7 @@ def params(apis: FakeGoogleAPIs, project: str, **extra) -> dict:
 
 
 def run(out: Path, **parameters) -> str:
-    pm.execute_notebook(str(NOTEBOOK), str(out), parameters=parameters, kernel_name="python3", progress_bar=False)
-    nb = nbformat.read(out, as_version=4)
+    nb = run_notebook(NOTEBOOK, out, **parameters)
     return "\n".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
 
 
