@@ -54,12 +54,14 @@ from recipelib.errors import (
 from recipelib.image import build_image, follow_build
 from recipelib.monitor import latest_release, wait
 from recipelib.monitor import status as run_status
+from recipelib.redaction import install_log_redaction as _install_log_redaction
 from recipelib.results import load_results
 from recipelib.settings import Settings, load_settings, save_settings
 from recipelib.views.errors import install_error_display as _install_error_display
 
 _install_moved_modules()
 _install_error_display()
+_install_log_redaction()
 
 __all__ = [
     "AnalysisError",

@@ -8,9 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from recipelib.redaction import redact
+
 
 class RecipelibError(Exception):
-    """Root of every error recipelib raises on purpose."""
+    """Root of every error recipelib raises on purpose.
+
+    Its text never carries a Hugging Face token, whatever value the message quotes (a token typed as a
+    release name, say): ``str()`` masks token-shaped strings.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
 
 
 class ConfigError(RecipelibError, ValueError):
@@ -22,7 +34,7 @@ class ConfigError(RecipelibError, ValueError):
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
-        self.message = message
+        self.message = redact(message)
         super().__init__(f"{field}: {message}")
 
 
@@ -133,7 +145,7 @@ class ReportError(RecipelibError, ValueError):
     def __init__(self, field: str, message: str, *, source: str | None = None) -> None:
         self.field = field
         self.source = source
-        self.message = message
+        self.message = redact(message)
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{field}: {message}")
 
@@ -156,7 +168,7 @@ class GpuReportError(RecipelibError, ValueError):
     def __init__(self, field: str, message: str, *, source: str | None = None) -> None:
         self.field = field
         self.source = source
-        self.message = message
+        self.message = redact(message)
         where = f"{source}: " if source else ""
         super().__init__(f"{where}preflight.{field}: {message}")
 

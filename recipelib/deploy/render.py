@@ -21,9 +21,10 @@ from recipelib.deploy.catalog import Experiment, ModelSpec
 from recipelib.errors import ConfigError
 from recipelib.names import check_name
 from recipelib.paths import launcher_dir, manifests_dir
+from recipelib.redaction import TOKEN, holds_token, redact
 from recipelib.settings import check_bucket_name
 
-SECRET_PATTERNS = (re.compile(r"hf_[A-Za-z0-9]{20,}"),)
+SECRET_PATTERNS = (TOKEN,)
 
 
 def default_values() -> dict[str, Any]:
@@ -33,7 +34,12 @@ def default_values() -> dict[str, Any]:
 def merge_values(overrides: dict[str, Any] | None) -> dict[str, Any]:
     """``values.yaml`` with ``overrides`` on top; an unknown key or a wrong type names the key."""
     values = default_values()
+    if not isinstance(overrides, dict | None):
+        raise ConfigError("overrides", f"must be a mapping of values.yaml keys, got {type(overrides).__name__}")
     for key, value in (overrides or {}).items():
+        if holds_token(key) or holds_token(value):
+            raise ConfigError(f"overrides.{redact(str(key))}", "holds a Hugging Face token: refused before any "
+                              "request. The token goes only into the hf-secret Secret (setup.ipynb), never into values")
         if key not in values:
             raise ConfigError(f"overrides.{key}", f"unknown value; allowed: {', '.join(sorted(values))}")
         expected = type(values[key])
@@ -107,6 +113,8 @@ def launcher_config(plan: BenchmarkPlan) -> dict[str, Any]:
         "release": plan.release,
         "run_id": plan.run_id,
         "model": m.id,
+        # the repository actually downloaded and run (a pre-quantized one such as NVIDIA's FP8 405B for 1.x)
+        "checkpoint": getattr(m, "checkpoint", None) or m.id,
         "backend": m.backend,
         "tp_size": m.tp_size,
         "pp_size": m.pp_size,
