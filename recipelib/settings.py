@@ -59,6 +59,7 @@ _REGISTRY = re.compile(
 )
 _IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_PINNED = re.compile(r"^[a-z0-9][a-z0-9./_-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}@sha256:[0-9a-f]{64}$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _PREFIX_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -77,6 +78,9 @@ class Settings:
     trtllm_image: str = "trtllm"
     trtllm_version: str = "v0.17.0"
     triton_server_version: str = "25.02-trtllm-python-py3"
+    trtllm_image_digest: str | None = None
+    """``ARTIFACT_REGISTRY/TRTLLM_IMAGE:TRTLLM_VERSION@sha256:...``: the digest build-image.ipynb found for
+    that tag. ``image`` pins it while the tag is still the one configured."""
     kueue_name: str | None = None
     namespace: str = "default"
     results_prefix: str = "trtllm-benchmarks"
@@ -89,11 +93,20 @@ class Settings:
     """The file's ``NOTE``: where these settings come from (a tool that wrote them, how to stop it)."""
 
     @property
-    def image(self) -> str | None:
-        """The benchmark image reference, ``ARTIFACT_REGISTRY/TRTLLM_IMAGE:TRTLLM_VERSION``."""
+    def image_tag(self) -> str | None:
+        """The benchmark image by tag, ``ARTIFACT_REGISTRY/TRTLLM_IMAGE:TRTLLM_VERSION``: what a build pushes."""
         if not self.artifact_registry:
             return None
         return f"{self.artifact_registry}/{self.trtllm_image}:{self.trtllm_version}"
+
+    @property
+    def image(self) -> str | None:
+        """The image a deploy runs: the tag, pinned ``@sha256:...`` when ``TRTLLM_IMAGE_DIGEST`` was saved for
+        that same tag (a re-pushed tag then never runs stale, and nodes may keep it cached)."""
+        tag = self.image_tag
+        if tag and self.trtllm_image_digest and self.trtllm_image_digest.startswith(tag + "@"):
+            return self.trtllm_image_digest
+        return tag
 
     def require(self, *names: str, purpose: str = "this step") -> None:
         """Raise a ConfigError naming every required setting that is unset."""
@@ -233,8 +246,8 @@ def save_settings(settings: Settings, path: Path | None = None, *, pid: int | No
     """
     validate_settings(settings)
     if settings.sandbox and path is None:
-        raise ConfigError("settings", "these are the local sandbox's settings (its kubeconfig and local Cloud Storage): "
-                          f"they are not saved as yours in {settings_path()}. Run setup.ipynb with your project's "
+        raise ConfigError("settings", "these are the local sandbox's settings (its kubeconfig and local "
+                          f"Cloud Storage): they are not saved as yours in {settings_path()}. Run setup.ipynb with your project's "
                           "values to save your own")
     path = path or settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -287,6 +300,12 @@ def validate_settings(s: Settings) -> None:
             raise ConfigError(
                 name, f"{value!r} is not an image tag: letters, digits, '_', '.', '-', at most 128 characters"
             )
+    if s.trtllm_image_digest is not None and not _PINNED.fullmatch(s.trtllm_image_digest):
+        raise ConfigError(
+            "TRTLLM_IMAGE_DIGEST",
+            f"{s.trtllm_image_digest!r} is not a pinned image: REGISTRY/IMAGE:TAG@sha256:<64 hex digits>, as "
+            "build-image.ipynb saves it; remove it to deploy by tag",
+        )
     if s.kueue_name is not None and not (_DNS_SUBDOMAIN.fullmatch(s.kueue_name) and len(s.kueue_name) <= 63):
         raise ConfigError(
             "KUEUE_NAME",

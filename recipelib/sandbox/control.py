@@ -46,6 +46,7 @@ import yaml
 
 from recipelib.errors import RecipelibError, SandboxError
 from recipelib.paths import ROOT
+from recipelib.sandbox import gke_objects
 from recipelib.sandbox.gcs import LocalGCS, free_port
 from recipelib.sandbox.kube import LocalKube, ensure_binaries
 from recipelib.sandbox.nodeagent import READY_EXCLUDES, Controls, NodeShape
@@ -255,22 +256,12 @@ class Sandbox(RemoteControls):
         return proc
 
     def _prepare(self, gcs: LocalGCS) -> None:
-        """What GKE and the recipe's prerequisites provide: the bucket, the GCS FUSE CSI driver; the settings."""
+        """What GKE and the recipe's prerequisites provide: the bucket, the CSI driver, the networks; settings."""
         from google.api_core.exceptions import Conflict
-        from kubernetes.client import StorageV1Api
-        from kubernetes.client.exceptions import ApiException
 
         with contextlib.suppress(Conflict):
             gcs.client(project=PROJECT).create_bucket(BUCKET)
-        driver = {"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": {
-            "name": GCSFUSE_DRIVER, "labels": {"addonmanager.kubernetes.io/mode": "Reconcile"}},
-            "spec": {"attachRequired": False, "podInfoOnMount": True,
-                     "volumeLifecycleModes": ["Persistent", "Ephemeral"]}}
-        try:
-            StorageV1Api(self.cluster().api).create_csi_driver(driver)
-        except ApiException as e:
-            if e.status != 409:
-                raise
+        gke_objects.install(self.cluster().api)
         save_settings(Settings(
             project_id=PROJECT, region="us-central1", gcs_bucket=BUCKET, artifact_registry=REGISTRY,
             namespace="default", kubeconfig=str(self.kubeconfig), kube_context=CONTEXT, gcs_endpoint=gcs.url,
