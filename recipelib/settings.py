@@ -247,8 +247,8 @@ def save_settings(settings: Settings, path: Path | None = None, *, pid: int | No
     validate_settings(settings)
     if settings.sandbox and path is None:
         raise ConfigError("settings", "these are the local sandbox's settings (its kubeconfig and local "
-                          f"Cloud Storage): they are not saved as yours in {settings_path()}. Run setup.ipynb with your project's "
-                          "values to save your own")
+                          f"Cloud Storage): they are not saved as yours in {settings_path()}. Run setup.ipynb "
+                          "with your project's values to save your own")
     path = path or settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     values: dict[str, Any] = dict(settings.as_env())
