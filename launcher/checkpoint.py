@@ -5,15 +5,20 @@ The marker file is written only after the downloader succeeded *and* the files c
 ``config.json``, and every shard named by a safetensors index, or at least one weight file), so an
 interrupted download is resumed, never trusted.
 
-The downloader is pluggable: ``$RECIPE_DOWNLOADER`` names an executable called as ``EXE MODEL DEST``
-(tests use a local fake hub); otherwise ``huggingface_hub.snapshot_download``. The token comes only
-from ``$HF_TOKEN`` and is handed over through the environment, never on a command line.
+The download is one command (so ``launch.py --dry-run`` prints exactly what runs, and SIGTERM stops it):
+``$RECIPE_DOWNLOADER`` names an executable called as ``EXE MODEL DEST --exclude PATTERN...`` (tests use a
+local fake hub; the flag is spelled as ``huggingface-cli download``'s), otherwise this Python runs
+``huggingface_hub.snapshot_download(..., ignore_patterns=[...])``. Either way ``original/`` is skipped:
+the recipe downloads with ``--exclude "*original*"``, and Meta's repositories keep a second, consolidated
+copy of the weights there (roughly double the bytes for 405B) that TensorRT-LLM does not read. The token
+comes only from ``$HF_TOKEN`` and is handed over through the environment, never on a command line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +29,13 @@ from errors import DownloadError
 DOWNLOADER_ENV = "RECIPE_DOWNLOADER"
 MARKER = ".recipe-download-complete.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+EXCLUDE = ("*original*",)
+"""What the recipe's ``huggingface-cli download`` skips; ``snapshot_download`` matches it with fnmatch."""
+_SNAPSHOT = (
+    "import sys\n"
+    "from huggingface_hub import snapshot_download\n"
+    "snapshot_download(repo_id=sys.argv[1], local_dir=sys.argv[2], ignore_patterns=sys.argv[3:] or None)\n"
+)
 
 
 @dataclass(frozen=True)
@@ -68,33 +80,27 @@ def _size(dest: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def _snapshot_download(model: str, dest: Path) -> None:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as e:
-        raise DownloadError(
-            f"huggingface_hub is not installed and ${DOWNLOADER_ENV} is not set: nothing can download {model}"
-        ) from e
-    try:
-        snapshot_download(repo_id=model, local_dir=str(dest), token=os.environ.get("HF_TOKEN") or None)
-    except Exception as e:  # the hub's errors vary by version; the message is redacted by the caller
-        raise DownloadError(f"snapshot_download({model}) failed: {type(e).__name__}: {e}") from e
+def download_command(model: str, dest: Path) -> list[str]:
+    """The one command that fetches ``model`` into ``dest`` without ``original/`` (token from the environment)."""
+    exe = os.environ.get(DOWNLOADER_ENV)
+    if exe:
+        return [exe, model, str(dest), *(a for p in EXCLUDE for a in ("--exclude", p))]
+    return [sys.executable, "-c", _SNAPSHOT, model, str(dest), *EXCLUDE]
 
 
 def download(model: str, dest: Path, on_line: Callable[[str], None]) -> CheckpointState:
     """Fetch ``model`` into ``dest`` (resuming a partial download), verify it, write the marker."""
     dest.mkdir(parents=True, exist_ok=True)
     (dest / MARKER).unlink(missing_ok=True)
-    exe = os.environ.get(DOWNLOADER_ENV)
-    if exe:
-        try:
-            done = proc.run([exe, model, str(dest)], on_line=on_line, env=proc.child_env())
-        except OSError as e:
-            raise DownloadError(f"cannot start ${DOWNLOADER_ENV} ({exe}): {e.strerror or e}") from e
-        if done.returncode != 0:
-            raise DownloadError(f"downloader exited with code {done.returncode}: {' | '.join(done.tail[-3:])}")
-    else:
-        _snapshot_download(model, dest)
+    argv = download_command(model, dest)
+    try:
+        done = proc.run(argv, on_line=on_line, env=proc.child_env())
+    except OSError as e:
+        raise DownloadError(f"cannot start the downloader {argv[0]}: {e.strerror or e}") from e
+    if done.returncode != 0:
+        hint = ("" if os.environ.get(DOWNLOADER_ENV) or not any("huggingface_hub" in t for t in done.tail)
+                else f" (is huggingface_hub installed? or set ${DOWNLOADER_ENV})")
+        raise DownloadError(f"downloader exited with code {done.returncode}{hint}: {' | '.join(done.tail[-3:])}")
     problem = verify(dest)
     if problem:
         raise DownloadError(f"download of {model} is incomplete: {problem}")

@@ -26,6 +26,10 @@ BACKENDS = ("tensorrt", "pytorch")
 # The quantization algorithms trtllm-bench build accepts that this project uses (recipelib.models).
 QUANTIZATIONS = ("FP8", "NVFP4", "INT8", "W4A16_AWQ", "W4A8_AWQ", "W8A16", "W4A16")
 PREFLIGHT_MODES = ("enforce", "warn")
+# How engines are built in the engine flow: one per experiment, tuned by trtllm-bench on that experiment's
+# dataset (NVIDIA's method, comparable with its published figures), or one for the whole sweep.
+ENGINE_METHODS = ("per-dataset", "shared")
+FLOWS = {"tensorrt": "engine", "pytorch": "pytorch"}
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _HF_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
@@ -84,6 +88,19 @@ class LauncherConfig:
     max_batch_size: int | None = None
     max_num_tokens: int | None = None
     preflight: Preflight = field(default_factory=Preflight)
+    checkpoint: str = ""
+    engine_method: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.checkpoint:  # the model's own repository unless a (pre-quantized) checkpoint is named
+            object.__setattr__(self, "checkpoint", self.model)
+        if self.engine_method is None and self.backend == "tensorrt":
+            object.__setattr__(self, "engine_method", ENGINE_METHODS[0])
+
+    @property
+    def flow(self) -> str:
+        """``engine`` (build, then run the engine) or ``pytorch`` (run the checkpoint, no build)."""
+        return FLOWS[self.backend]
 
     @property
     def max_seq_len(self) -> int:
@@ -93,7 +110,7 @@ class LauncherConfig:
     @property
     def checkpoint_path(self) -> Path:
         """Where the Hugging Face checkpoint lives on local SSD: ``<checkpoint_dir>/<org>/<name>``."""
-        return Path(self.checkpoint_dir) / self.model
+        return Path(self.checkpoint_dir) / self.checkpoint
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -110,7 +127,8 @@ _REQUIRED = (
     "release", "run_id", "model", "backend", "tp_size", "pp_size", "kv_cache_free_gpu_mem_fraction",
     "checkpoint_dir", "workspace", "engine_cache_dir", "results", "experiments",
 )
-_OPTIONAL = ("ep_size", "quantization", "max_batch_size", "max_num_tokens", "preflight")
+_OPTIONAL = ("ep_size", "quantization", "max_batch_size", "max_num_tokens", "preflight", "checkpoint",
+             "engine_method")
 _EXPERIMENT_KEYS = ("isl", "osl", "num_requests", "concurrency", "streaming")
 _PREFLIGHT_KEYS = ("enabled", "mode")
 
@@ -241,8 +259,21 @@ def parse_config(data: Any) -> LauncherConfig:
         "experiments": _experiments(get("experiments"), check),
         "preflight": _preflight(get("preflight"), check),
     }
-    if isinstance(values["model"], str) and ".." in values["model"]:
-        check.fail("model", f"must be a Hugging Face id 'organisation/name', got {values['model']!r}")
+    for key in ("model", "checkpoint"):
+        if key == "checkpoint" and get(key) is None:
+            continue
+        value = values["model"] if key == "model" else check.text(get(key), key, _HF_ID,
+                                                                  "a Hugging Face id 'organisation/name' or null")
+        if isinstance(value, str) and ".." in value:
+            check.fail(key, f"must be a Hugging Face id 'organisation/name', got {value!r}")
+        values[key] = value
+    method = get("engine_method")
+    if method is not None and method not in ENGINE_METHODS:
+        check.fail("engine_method", f"must be one of {', '.join(ENGINE_METHODS)} or null, got {method!r}")
+    elif method is not None and get("backend") == "pytorch":
+        check.fail("engine_method", f"applies only to backend tensorrt (the engine flow), got {method!r} "
+                                    "with backend pytorch: remove it")
+    values["engine_method"] = method
     backend = get("backend")
     if backend not in BACKENDS:
         check.fail("backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -263,6 +294,7 @@ def parse_config(data: Any) -> LauncherConfig:
     if check.problems:
         raise LauncherConfigError(check.problems)
     values["kv_cache_free_gpu_mem_fraction"] = float(frac)
+    values["checkpoint"] = values.get("checkpoint") or ""
     return LauncherConfig(**values)
 
 

@@ -1,10 +1,11 @@
-"""The engine cache: one TensorRT engine per build recipe, built once per node and reused.
+"""The engine cache: one TensorRT engine per exact build command, built once per node and reused.
 
 The recipe rebuilt the 405B engine for every experiment (~37 minutes each) and deleted it. Here an
-engine lives in ``<engine_cache_dir>/<key>``, where ``key`` is derived from everything that changes the
-build: model, TP/PP, quantization, TensorRT-LLM version, max sequence length (covering every experiment
-of the sweep) and the batch tuning. A later experiment, a restarted pod or another pod on the same node
-(the cache is on the node's local SSD) finds it and skips the build.
+engine lives in ``<engine_cache_dir>/<key>``, where ``key`` is content-addressed: a digest of the exact
+``trtllm-bench build`` command (node paths replaced by placeholders; a per-dataset build's ``--dataset``
+by the exact command that makes that dataset), the TensorRT-LLM version and the checkpoint. Two
+experiments whose builds are identical share one engine; a repeated sweep, a restarted pod or another
+pod on the same node (the cache is on the node's local SSD) finds it and builds nothing.
 
 A build writes into a temporary folder and is renamed into place only when complete, so a half-built
 engine is never used; an exclusive ``flock`` on ``<key>.lock`` makes a second pod wait for the first
@@ -25,26 +26,25 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench import BuildTuning, TrtllmVersion
-from config import LauncherConfig
-
 MARKER = "recipe-engine.json"
+WORKSPACE, CHECKPOINT, DATASET = "{workspace}", "{checkpoint}", "{dataset}"
+"""Placeholders in a stored build command, filled in by :meth:`EngineSpec.argv`."""
 
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """Everything that determines a built engine; its digest names the cache folder."""
+    """Everything that determines a built engine; its digest names the cache folder.
 
-    model: str
-    tp_size: int
-    pp_size: int
-    quantization: str | None
+    ``command`` is the build command after the executable, with placeholders for the node's paths;
+    ``dataset_command`` (per-dataset builds) is the command that makes the dataset it is tuned on.
+    """
+
+    checkpoint: str
     trtllm_version: str
-    tuning: BuildTuning
-
-    @classmethod
-    def for_config(cls, cfg: LauncherConfig, version: TrtllmVersion) -> EngineSpec:
-        return cls(cfg.model, cfg.tp_size, cfg.pp_size, cfg.quantization, version.text, BuildTuning.for_config(cfg))
+    method: str
+    command: tuple[str, ...]
+    dataset_command: tuple[str, ...] | None
+    label: str
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -52,11 +52,22 @@ class EngineSpec:
     @property
     def key(self) -> str:
         """Readable and content-addressed, e.g. ``llama-3-1-405b-tp8-pp1-fp8-trt0-17-0-post1-s22000-1a2b3c4d5e6f``."""
-        digest = hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:12]
-        name = re.sub(r"[^a-z0-9]+", "-", self.model.split("/")[-1].lower()).strip("-")[:40]
-        version = re.sub(r"[^a-z0-9]+", "-", self.trtllm_version.lower()).strip("-")[:24]
-        quant = (self.quantization or "none").lower()
-        return f"{name}-tp{self.tp_size}-pp{self.pp_size}-{quant}-trt{version}-s{self.tuning.max_seq_len}-{digest}"
+        identity = {"checkpoint": self.checkpoint, "trtllm_version": self.trtllm_version,
+                    "command": list(self.command), "dataset_command": self.dataset_command}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.label}-{digest}"
+
+    def argv(self, executable: str, workspace: str, checkpoint: str, dataset: str | None) -> list[str]:
+        """The build command for this node: placeholders replaced by real paths."""
+        values = {WORKSPACE: workspace, CHECKPOINT: checkpoint, DATASET: dataset or DATASET}
+        return [executable, *(values.get(a, a) for a in self.command)]
+
+
+def engine_label(checkpoint: str, tp: int, pp: int, quantization: str | None, version: str, shape: str) -> str:
+    """``<model>-tp<T>-pp<P>-<quant>-trt<version>-<shape>``: what a person needs to recognise an engine."""
+    name = re.sub(r"[^a-z0-9]+", "-", checkpoint.split("/")[-1].lower()).strip("-")[:40]
+    ver = re.sub(r"[^a-z0-9]+", "-", version.lower()).strip("-")[:24]
+    return f"{name}-tp{tp}-pp{pp}-{(quantization or 'none').lower()}-trt{ver}-{shape}"
 
 
 @dataclass(frozen=True)

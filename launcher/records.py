@@ -48,6 +48,7 @@ class ExperimentRecord:
     attempt: str | None = None
     prefix: str | None = None
     recovered: bool = False
+    engine: str | None = None
 
     @classmethod
     def new(cls, exp: Experiment, index: int) -> ExperimentRecord:
@@ -59,11 +60,9 @@ class SetupInfo:
     """What the setup phases did and found; recorded in every metadata.json and in run.json."""
 
     version: str = "unknown"
+    tools: dict[str, Any] | None = None
     checkpoint: dict[str, Any] = field(default_factory=dict)
     engine: dict[str, Any] | None = None
-    engine_dir: Path | None = None
-    engine_max_num_tokens: int | None = None
-    build_command: list[str] | None = None
     preflight: dict[str, Any] | None = None
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
     gpus: dict[str, Any] = field(default_factory=dict)
@@ -109,13 +108,15 @@ class RunRecords:
         c, setup = self.cfg, self.setup
         return {
             "schema": layout.SCHEMA, "release": c.release, "run_id": c.run_id, "attempt": self.attempt,
-            "host": sysinfo.host(), "model": c.model, "backend": c.backend, "tp_size": c.tp_size,
+            "host": sysinfo.host(), "model": c.model, "checkpoint_repo": c.checkpoint,
+            "flow": c.flow, "backend": c.backend, "engine_method": c.engine_method, "tp_size": c.tp_size,
             "pp_size": c.pp_size, "ep_size": c.ep_size, "quantization": c.quantization,
             "kv_cache_free_gpu_mem_fraction": c.kv_cache_free_gpu_mem_fraction,
             "max_batch_size": c.max_batch_size, "max_num_tokens": c.max_num_tokens,
             "config_hash": c.config_hash(), "config": c.to_dict(),
             "versions": sysinfo.versions(setup.version), "gpus": setup.gpus,
             "checkpoint": setup.checkpoint, "engine": setup.engine, "preflight": setup.preflight,
+            "trtllm_bench": setup.tools,
             **({"replay": True, "replay_note": REPLAY_NOTE} if self.log.replay else {}),
         }
 
@@ -159,9 +160,10 @@ class RunRecords:
         return asdict(exp) | {"id": exp.id, "index": index, "total": self.total}
 
     def recorded(self) -> dict[str, ExperimentRecord]:
-        """Experiments with a final record for this run id: a metadata.json, or a report.json alone.
+        """Experiments with a final record for this run id: a metadata.json, or a report alone.
 
-        A report.json without metadata.json means the pod died while uploading: the benchmark did
+        A report (report.json, or report.txt, which is uploaded only for a run that produced one) without
+        metadata.json means the pod died while uploading: the benchmark did
         produce a report, so it is recorded (``recovered``) instead of being run a second time.
         """
         out: dict[str, ExperimentRecord] = {}
@@ -179,13 +181,14 @@ class RunRecords:
                 record.seconds = data.get("seconds")
                 record.attempt = data.get("attempt")
                 record.recovered = bool(data.get("recovered"))
+                record.engine = (data.get("engine") or {}).get("key") if isinstance(data.get("engine"), dict) else None
                 out[exp.id] = record
-            elif self.store.exists(self.experiment_key(exp.id, layout.REPORT_JSON)):
+            elif any(self.store.exists(self.experiment_key(exp.id, name)) for name in layout.REPORT_FILES):
                 record.status, record.recovered, record.attempt = layout.SUCCEEDED, True, self.attempt
                 metadata = self.common() | {
                     "experiment": self._experiment(exp, index),
                     "status": layout.SUCCEEDED, "error": None, "recovered": True,
-                    "note": f"{layout.REPORT_JSON} was uploaded by an earlier attempt that stopped before "
+                    "note": "the report was uploaded by an earlier attempt that stopped before "
                             f"{layout.METADATA_FILE}",
                     "started": None,  # the attempt that ran it is gone, and with it when it started
                     "finished": utc_now(),
@@ -195,7 +198,8 @@ class RunRecords:
         return out
 
     def upload(self, exp: Experiment, index: int, out: bench.BenchOutputs, record: ExperimentRecord,
-               phases: dict[str, dict[str, Any]], commands: dict[str, Any], started: str) -> None:
+               phases: dict[str, dict[str, Any]], commands: dict[str, Any], started: str,
+               extra: dict[str, Any] | None = None) -> None:
         """Create the experiment's objects; metadata.json last, since it marks the experiment recorded.
 
         A store failure marks the experiment failed (``record`` is updated) rather than stopping the sweep.
@@ -210,7 +214,8 @@ class RunRecords:
         # always means "a report" to whoever reads the results.
         ok = record.status == layout.SUCCEEDED
         files = [(layout.REPORT_TXT if ok else layout.FAILED_OUTPUT, out.report_txt, TEXT),
-                 (layout.REQUESTS_FILE, out.requests_json, JSON)]
+                 (layout.REQUESTS_FILE, out.requests_json, JSON),
+                 (out.extra_options.name, out.extra_options, TEXT)]
         if ok:
             files.append((layout.REPORT_JSON, out.report_json, JSON))
         try:
@@ -230,7 +235,7 @@ class RunRecords:
                 "commands": commands,
                 "phases": {**self.setup.phases, **phases, "upload": {"seconds": uw.seconds}},
                 "artifacts": written + kept + [layout.METADATA_FILE], "kept_existing": kept,
-            }
+            } | (extra or {})
             blob = to_json(metadata)
             if not self.put(self.experiment_key(exp.id, layout.METADATA_FILE), blob, JSON):
                 kept.append(layout.METADATA_FILE)

@@ -1,16 +1,19 @@
-"""One run of a sweep: preflight, checkpoint, engine, then every experiment, each result kept.
+"""One run of a sweep: preflight, the tools' --help, checkpoint, engines, then every experiment, each result kept.
 
 The recipe ran ``exec`` inside its loop (only the first experiment ever ran), rebuilt the engine per
 experiment and left raw stdout. Here:
 
-- the checkpoint is downloaded once per node and the engine built once per node (``plan.py``);
+- the tools are asked what they accept (``tool_cli.py``) and only listed options are used (``bench.py``);
+- the checkpoint is downloaded once per node (without ``original/``); engines follow ``plan.py``: per
+  dataset (built after the experiment's dataset, NVIDIA's method) or one shared engine (built first),
+  each cached by its exact build command (``engine.py``, ``builder.py``);
 - every experiment runs; a failed one is recorded and the rest still run;
 - results are created, never overwritten, under ``<results>/<release>/<run_id>/<experiment_id>/``;
 - a restarted pod (same run id) skips experiments already recorded and runs only what is missing.
 
 What is written where, and when, is ``records.py``'s job. ``run.json`` closes the run: a later pod
-with the same run id finds it and does nothing. A failure before any experiment ran (preflight,
-download, build) does not close the run, so a Job retry can try again.
+with the same run id finds it and does nothing. A failure of the setup (preflight, tools, download, an
+engine build) does not close the run, so a Job retry can try again.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,8 +31,8 @@ import checkpoint
 import layout
 import proc
 import sysinfo
+from builder import EngineBuilder
 from config import Experiment, LauncherConfig
-from engine import EngineCache, EngineSpec
 from errors import (
     EXIT_CONFIG,
     EXIT_EXPERIMENTS_FAILED,
@@ -48,6 +50,7 @@ from events import EventLog, Stopwatch, utc_now
 from plan import CacheState, SetupPlan, plan_setup
 from records import REPLAY_NOTE, ExperimentRecord, RunRecords, SetupInfo
 from store import ResultStore
+from tool_cli import Tools, read_tools
 
 __all__ = [
     "EXIT_CONFIG", "EXIT_EXPERIMENTS_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PREFLIGHT", "EXIT_SETUP",
@@ -58,6 +61,17 @@ __all__ = [
 PREFLIGHT_ENV = "RECIPE_PREFLIGHT"
 # Steps after the download read the local checkpoint: they do not get the Hugging Face token.
 SECRET_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def preflight_command(cfg: LauncherConfig, out: Path) -> list[str]:
+    """The GPU preflight: ``$RECIPE_PREFLIGHT`` or ``preflight.py`` beside this file, writing ``out``."""
+    script = Path(os.environ.get(PREFLIGHT_ENV) or Path(__file__).resolve().parent / "preflight.py")
+    return [sys.executable, str(script), "--json", str(out), "--mode", cfg.preflight.mode]
+
+
+def attempt_dir(cfg: LauncherConfig, attempt: str) -> Path:
+    """Where an attempt keeps its datasets, reports and logs on the node."""
+    return Path(cfg.workspace) / "runs" / cfg.release / cfg.run_id / attempt
 
 
 def _stamp() -> str:
@@ -74,13 +88,16 @@ class Runner:
         self.total = len(cfg.experiments)
         host = re.sub(r"[^a-z0-9-]+", "-", sysinfo.host().lower()).strip("-")[:40] or "host"
         self.attempt = f"{_stamp()}-{host}-{os.getpid()}"
-        self.local = Path(cfg.workspace) / "runs" / cfg.release / cfg.run_id / self.attempt
+        self.local = attempt_dir(cfg, self.attempt)
         self.started = utc_now()
         self.setup = SetupInfo()
         self.records = RunRecords(cfg, log, store, self.attempt, self.started, self.setup)
         self.run_prefix = self.records.prefix
         self.exe = bench.bench_executable()
-        self.dataset_script: Path | None = None
+        self.tools: Tools
+        self.builder: EngineBuilder
+        self.plan: SetupPlan
+        self.shared_engine: dict[str, Any] | None = None
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -117,23 +134,20 @@ class Runner:
 
         try:
             self._preflight()
-            self.setup.version = bench.detect_version(self.exe).text
-            self.log.info(f"TensorRT-LLM version: {self.setup.version} (trtllm-bench: {self.exe})")
             done = self.records.recorded()
-            plan = plan_setup(cfg, bench.TrtllmVersion(self.setup.version), CacheState.scan(cfg, frozenset(done)))
-            self.log.info("plan: " + json.dumps(plan.as_dict()))
-            if plan.run:
-                self._check_tools()
+            todo = [e for e in cfg.experiments if e.id not in done]
+            if todo:
+                self._read_tools()
+                plan = self._plan(CacheState.scan(cfg, frozenset(done)))
                 self._download(plan)
-                self._build(plan)
+                if plan.shared_engine is not None:
+                    self.shared_engine = self.builder.ensure(plan.shared_engine, None, {})
+                    self.setup.engine = self.shared_engine
             else:
                 for phase in ("download", "build"):
                     self.log.event(phase, "skipped", reason="every experiment is already reported")
         except SetupError as e:
-            message = self.log.redact(str(e))
-            self.log.info(f"{e.phase} failed: {message}")
-            self.log.event("run", "failed", total=self.total, error=message, exit_code=e.exit_code)
-            self.records.finish_attempt(layout.FAILED, e.exit_code, message)
+            self._fail_setup(e)
             return e.exit_code
 
         records: list[ExperimentRecord] = []
@@ -144,7 +158,11 @@ class Runner:
                                reason=f"already recorded ({record.status})")
                 records.append(record)
                 continue
-            records.append(self._experiment(exp, index))
+            try:
+                records.append(self._experiment(exp, index))
+            except SetupError as e:  # a per-dataset engine failed to build: the run is not closed, a retry may
+                self._fail_setup(e)
+                return e.exit_code
 
         ok = all(r.status == layout.SUCCEEDED for r in records)
         code = EXIT_OK if ok else EXIT_EXPERIMENTS_FAILED
@@ -165,9 +183,9 @@ class Runner:
         if not pf.enabled:
             self.log.event("preflight", "skipped", reason="disabled")
             return
-        script = Path(os.environ.get(PREFLIGHT_ENV) or Path(__file__).resolve().parent / "preflight.py")
         out = self.local / layout.ATTEMPT_PREFLIGHT
-        argv = [sys.executable, str(script), "--json", str(out), "--mode", pf.mode]
+        argv = preflight_command(self.cfg, out)
+        script = argv[1]
         self.log.event("preflight", "started", mode=pf.mode)
         watch = Stopwatch()
         try:
@@ -199,106 +217,98 @@ class Runner:
         self.log.event("preflight", "failed", seconds=watch.seconds, mode=pf.mode, error=error, exit_code=rc)
         raise SetupError("preflight", error, EXIT_PREFLIGHT)
 
-    def _check_tools(self) -> None:
-        """Refuse early what would fail every experiment the same way: a missing tool, a bad version."""
-        try:
-            self.dataset_script = bench.prepare_dataset_script()
-        except BenchError as e:
-            raise SetupError("dataset", str(e)) from None
+    def _read_tools(self) -> None:
+        """Ask the tools what they accept (``--help``); refuse early what would fail every experiment alike."""
         if bench.which(self.exe) is None:
             raise SetupError("build", f"{self.exe} not found (set ${bench.BENCH_ENV} to the trtllm-bench executable)")
-        version = bench.TrtllmVersion(self.setup.version)
-        if not version.known:
-            self.log.info(f"warning: TensorRT-LLM version unknown; using the newest trtllm-bench flags "
-                          f"(set ${bench.VERSION_ENV} to override)")
-        if self.cfg.backend == "pytorch" and version.known and version.parts < (0, 19, 0):
-            raise SetupError("build", f"the PyTorch flow of trtllm-bench needs TensorRT-LLM 0.19 or later; "
-                                       f"this image has {version.text}: use backend tensorrt")
+        try:
+            script = bench.prepare_dataset_script(required=False)
+            self.tools = read_tools(self.exe, self.cfg.checkpoint, sys.executable, script)
+        except BenchError as e:
+            raise SetupError("build", str(e)) from None
+        self.setup.version = self.tools.bench.version
+        self.setup.tools = self.tools.as_dict()
+        self.builder = EngineBuilder(self.cfg, self.tools, self.log)
+        self.log.info(f"TensorRT-LLM version: {self.setup.version} (trtllm-bench: {self.exe}); datasets from "
+                      + ("trtllm-bench prepare-dataset" if self.tools.dataset.kind == "subcommand"
+                         else str(self.tools.dataset.script)))
+
+    def _plan(self, cache: CacheState) -> SetupPlan:
+        try:
+            plan = plan_setup(self.cfg, self.tools, cache)
+            # what every experiment would fail alike (no PyTorch backend, no --engine_dir): once, before the download
+            bench.throughput_command(self.tools.bench, self.cfg, self.cfg.experiments[0],
+                                     bench.BenchOutputs(self.local), workspace="", checkpoint="", engine_dir="")
+        except bench.UnsupportedOptionError:
+            pass
+        except BenchError as e:
+            raise SetupError("build", str(e)) from None
+        self.plan = plan
+        self.log.info("plan: " + json.dumps(plan.as_dict()))
+        return plan
+
+    def _fail_setup(self, e: SetupError) -> None:
+        message = self.log.redact(str(e))
+        self.log.info(f"{e.phase} failed: {message}")
+        self.log.event("run", "failed", total=self.total, error=message, exit_code=e.exit_code)
+        self.records.finish_attempt(layout.FAILED, e.exit_code, message)
 
     def _download(self, plan: SetupPlan) -> None:
         dest = self.cfg.checkpoint_path
         if not plan.download:
             st = checkpoint.state(dest)
-            self.setup.checkpoint = {"path": str(dest), "downloaded_now": False, "bytes": st.bytes, "files": st.files}
+            self.setup.checkpoint = {"repo": self.cfg.checkpoint, "path": str(dest), "downloaded_now": False,
+                                     "bytes": st.bytes, "files": st.files}
             self.log.event("download", "skipped", reason="checkpoint already complete", bytes=st.bytes)
             return
-        self.log.event("download", "started", model=self.cfg.model)
+        self.log.event("download", "started", model=self.cfg.checkpoint)
         watch = Stopwatch()
         try:
-            st = checkpoint.download(self.cfg.model, dest, on_line=self.log.raw)
+            st = checkpoint.download(self.cfg.checkpoint, dest, on_line=self.log.raw)
         except DownloadError as e:
             message = self.log.redact(str(e))
             self.log.event("download", "failed", seconds=watch.seconds, error=message)
             raise SetupError("download", message) from None
-        self.setup.checkpoint = {"path": str(dest), "downloaded_now": True, "bytes": st.bytes, "files": st.files,
-                                 "seconds": watch.seconds}
+        self.setup.checkpoint = {"repo": self.cfg.checkpoint, "path": str(dest), "downloaded_now": True,
+                                 "bytes": st.bytes, "files": st.files, "seconds": watch.seconds,
+                                 "excluded": list(checkpoint.EXCLUDE)}
         self.setup.phases["download"] = {"seconds": watch.seconds, "bytes": st.bytes}
         self.log.event("download", "finished", seconds=watch.seconds, bytes=st.bytes)
 
-    def _build(self, plan: SetupPlan) -> None:
-        spec = plan.engine
-        if spec is None:
-            self.log.event("build", "skipped", reason="pytorch backend: no engine")
-            return
-        cache = EngineCache(Path(self.cfg.engine_cache_dir))
-        if cache.root.is_dir():
-            for name in cache.sweep_stale():
-                self.log.info(f"removed {cache.root / name}: left behind by a build that was killed")
-        built_now, seconds = False, None
-        if cache.has(spec):
-            self.log.event("build", "skipped", reason="engine cached on this node", engine=spec.key)
-        else:
-            last_note = [-60.0]
-
-            def waiting(elapsed: float) -> None:
-                if elapsed - last_note[0] >= 60:
-                    last_note[0] = elapsed
-                    self.log.info(f"waiting for another pod building engine {spec.key} ({elapsed:.0f}s)")
-
-            with cache.lock(spec, on_wait=waiting):
-                if cache.has(spec):
-                    self.log.event("build", "skipped", reason="engine built by another pod", engine=spec.key)
-                else:
-                    seconds = self._build_locked(cache, spec)
-                    built_now = True
-        path = cache.path(spec)
-        limits = bench.engine_limits(path)
-        self.setup.engine_dir = path
-        self.setup.engine_max_num_tokens = limits.get("max_num_tokens")
-        self.setup.engine = {"key": spec.key, "dir": str(path), "built_now": built_now, "build_seconds": seconds,
-                             "spec": spec.as_dict(), "build_config": limits}
-
-    def _build_locked(self, cache: EngineCache, spec: EngineSpec) -> float:
-        tmp = cache.temp_dir(spec)
-        argv = bench.build_command(self.exe, self.cfg, tmp, spec.tuning)
-        self.setup.build_command = argv
-        self.log.event("build", "started", engine=spec.key, max_seq_len=spec.tuning.max_seq_len)
-        watch = Stopwatch()
-        build_log = tmp / "build.log"
-        try:
-            with open(build_log, "w") as out:
-                done = proc.run(argv, on_line=self.log.raw, output=out, env=proc.child_env(drop=SECRET_VARS))
-            engine = bench.built_engine_dir(tmp, self.cfg)
-            if done.returncode != 0:
-                raise SetupError("build", f"trtllm-bench build exited with code {done.returncode}: "
-                                           + " | ".join(done.tail[-3:]))
-            if not (engine / "config.json").is_file():
-                raise SetupError("build", f"trtllm-bench build exited 0 but saved no engine at {engine}")
-            shutil.copy(build_log, engine / "build.log")
-            cache.commit(spec, engine, {"built": utc_now(), "seconds": watch.seconds, "command": argv})
-        except SetupError as e:
-            self.log.event("build", "failed", engine=spec.key, seconds=watch.seconds, error=self.log.redact(str(e)))
-            raise
-        except OSError as e:
-            self.log.event("build", "failed", engine=spec.key, seconds=watch.seconds, error=str(e))
-            raise SetupError("build", f"cannot run trtllm-bench build: {e}") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)  # the build's intermediate (quantized) checkpoint too
-        self.setup.phases["build"] = {"seconds": watch.seconds}
-        self.log.event("build", "finished", engine=spec.key, seconds=watch.seconds)
-        return watch.seconds
-
     # -- one experiment --------------------------------------------------------------------------
+
+    def _dataset(self, exp: Experiment, out: bench.BenchOutputs, commands: dict[str, Any],
+                 where: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+        """Make the experiment's dataset; returns ``(error, phase timing)``."""
+        self.log.event("dataset", "started", **where)
+        dw, error = Stopwatch(), None
+        try:
+            partial = out.dataset.with_suffix(".partial")
+            argv, to_stdout = bench.dataset_command(
+                self.tools.dataset, self.tools.bench, self.cfg, sys.executable, exp, str(self.cfg.checkpoint_path),
+                str(partial), str(self.local))
+            commands["dataset"] = argv
+            env = proc.child_env(drop=SECRET_VARS)
+            if to_stdout:
+                with open(partial, "wb") as data:
+                    done = proc.run(argv, on_line=self.log.raw, stdout_to=data, env=env)
+            else:
+                done = proc.run(argv, on_line=self.log.raw, env=env)
+            if done.returncode != 0:
+                error = f"the dataset command exited with code {done.returncode}: {' | '.join(done.tail[-3:])}"
+            elif not partial.is_file() or partial.stat().st_size == 0:
+                error = "the dataset command wrote an empty dataset"
+            else:
+                os.replace(partial, out.dataset)
+        except (BenchError, OSError) as e:
+            error = f"cannot prepare the dataset: {e}"
+        phase: dict[str, Any] = {"seconds": dw.seconds}
+        if error:
+            self.log.event("dataset", "failed", seconds=dw.seconds, error=self.log.redact(error), **where)
+        else:
+            phase["bytes"] = out.dataset.stat().st_size
+            self.log.event("dataset", "finished", seconds=dw.seconds, bytes=phase["bytes"], **where)
+        return error, phase
 
     def _experiment(self, exp: Experiment, index: int) -> ExperimentRecord:
         record = ExperimentRecord.new(exp, index)
@@ -309,59 +319,61 @@ class Runner:
         out.folder.mkdir(parents=True, exist_ok=True)
         started, watch = utc_now(), Stopwatch()
         phases: dict[str, dict[str, Any]] = {}
-        commands: dict[str, Any] = {"build": self.setup.build_command}
-        env = proc.child_env(drop=SECRET_VARS)
-        error: str | None = None
-
+        commands: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
         self.log.info(f"experiment {index}/{self.total}: {exp.id}")
-        # 1. the synthetic dataset
-        self.log.event("dataset", "started", **where)
-        dw = Stopwatch()
-        try:
-            script = self.dataset_script or bench.prepare_dataset_script()
-            argv = bench.dataset_command(sys.executable, script, self.cfg.checkpoint_path, exp)
-            commands["dataset"] = argv
-            partial = out.dataset.with_suffix(".partial")
-            with open(partial, "wb") as data:
-                done = proc.run(argv, on_line=self.log.raw, stdout_to=data, env=env)
-            if done.returncode != 0:
-                error = f"prepare_dataset.py exited with code {done.returncode}: {' | '.join(done.tail[-3:])}"
-            elif partial.stat().st_size == 0:
-                error = "prepare_dataset.py wrote an empty dataset"
-            else:
-                os.replace(partial, out.dataset)
-        except (BenchError, OSError) as e:
-            error = f"cannot prepare the dataset: {e}"
-        phases["dataset"] = {"seconds": dw.seconds}
-        if error:
-            self.log.event("dataset", "failed", seconds=dw.seconds, error=self.log.redact(error), **where)
-        else:
-            size = out.dataset.stat().st_size
-            phases["dataset"]["bytes"] = size
-            self.log.event("dataset", "finished", seconds=dw.seconds, bytes=size, **where)
 
-        # 2. the benchmark
+        error, phases["dataset"] = self._dataset(exp, out, commands, where)
+        engine = self.shared_engine
+        spec = self.plan.engines.get(exp.id)
+        if error is None and spec is not None and engine is None:
+            engine = self.builder.ensure(spec, out.dataset, where)  # SetupError stops the run
+            if engine["build_seconds"] is not None:
+                phases["build"] = {"seconds": engine["build_seconds"]}
+        if engine is not None:
+            extra["engine"] = engine
+            record.engine = engine["key"]
+            commands["build"] = engine["command"]
         if error is None:
-            argv = bench.throughput_command(self.exe, self.cfg, bench.TrtllmVersion(self.setup.version), exp, out,
-                                            self.setup.engine_dir, self.setup.engine_max_num_tokens)
-            commands["benchmark"] = argv
-            self.log.event("benchmark", "started", **where)
-            bw = Stopwatch()
-            try:
-                with open(out.report_txt, "w") as text:
-                    done = proc.run(argv, on_line=self.log.raw, output=text, env=env)
-                error = bench.check_report(out.report_json, out.report_txt, done.returncode, done.tail)
-                phases["benchmark"] = {"seconds": bw.seconds, "exit_code": done.returncode}
-            except OSError as e:
-                error = f"cannot run {self.exe}: {e.strerror or e}"
-                phases["benchmark"] = {"seconds": bw.seconds, "exit_code": None}
-            if error:
-                self.log.event("benchmark", "failed", seconds=bw.seconds, error=self.log.redact(error), **where)
-            else:
-                self.log.event("benchmark", "finished", seconds=bw.seconds, **where)
-
+            error = self._benchmark(exp, out, engine, commands, phases, extra, where)
         record.status = layout.FAILED if error else layout.SUCCEEDED
         record.error = self.log.redact(error) if error else None
         record.seconds = watch.seconds
-        self.records.upload(exp, index, out, record, phases, commands, started)
+        self.records.upload(exp, index, out, record, phases, commands, started, extra)
         return record
+
+    def _benchmark(self, exp: Experiment, out: bench.BenchOutputs, engine: dict[str, Any] | None,
+                   commands: dict[str, Any], phases: dict[str, dict[str, Any]], extra: dict[str, Any],
+                   where: dict[str, Any]) -> str | None:
+        cfg, cli = self.cfg, self.tools.bench
+        try:
+            argv = bench.throughput_command(
+                cli, cfg, exp, out, workspace=str(self.local), checkpoint=str(cfg.checkpoint_path),
+                engine_dir=engine["dir"] if engine else None,
+                engine_max_num_tokens=(engine or {}).get("build_config", {}).get("max_num_tokens"))
+        except BenchError as e:  # UnsupportedOptionError: this experiment cannot be expressed; the others still run
+            self.log.event("benchmark", "failed", error=str(e), **where)
+            phases["benchmark"] = {"seconds": 0.0, "exit_code": None, "not_run": True}
+            return str(e)
+        if "--extra_llm_api_options" in argv:
+            options = bench.extra_llm_api_options(cfg, exp)
+            out.extra_options.write_text(bench.options_yaml(options))
+            extra["extra_llm_api_options"] = options
+        report_json = out.report_json if "--report_json" in argv else None
+        extra["report_source"] = layout.REPORT_JSON if report_json else layout.REPORT_TXT
+        commands["benchmark"] = argv
+        self.log.event("benchmark", "started", **where)
+        bw = Stopwatch()
+        try:
+            with open(out.report_txt, "w") as text:
+                done = proc.run(argv, on_line=self.log.raw, output=text, env=proc.child_env(drop=SECRET_VARS))
+            error = bench.check_report(report_json, out.report_txt, done.returncode, done.tail)
+            phases["benchmark"] = {"seconds": bw.seconds, "exit_code": done.returncode}
+        except OSError as e:
+            error = f"cannot run {self.exe}: {e.strerror or e}"
+            phases["benchmark"] = {"seconds": bw.seconds, "exit_code": None}
+        if error:
+            self.log.event("benchmark", "failed", seconds=bw.seconds, error=self.log.redact(error), **where)
+        else:
+            self.log.event("benchmark", "finished", seconds=bw.seconds, **where)
+        return error

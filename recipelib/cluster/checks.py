@@ -12,11 +12,20 @@ from kubernetes.client import ApiextensionsV1Api, StorageV1Api
 
 from recipelib.cluster.client import Cluster, call
 from recipelib.cluster.hf_secret import SECRET_KEY, SECRET_NAME
+from recipelib.deploy.render import rdma_interfaces
 from recipelib.errors import ClusterError, NotFoundError
 
 GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
 KUEUE_CRDS = ("localqueues.kueue.x-k8s.io", "clusterqueues.kueue.x-k8s.io", "workloads.kueue.x-k8s.io")
 JOBSET_CRD = "jobsets.jobset.x-k8s.io"
+NETWORK_GROUP, NETWORK_VERSION, NETWORK_PLURAL = "networking.gke.io", "v1", "networks"
+NETWORK_CRD = f"{NETWORK_PLURAL}.{NETWORK_GROUP}"
+NETWORK_SETUP = (
+    "the recipe's setup creates them (Cluster Toolkit's gke-a3-ultragpu blueprint, gpu-recipes "
+    "docs/configuring-environment-gke-a3-ultra.md); on another cluster apply a GKENetworkParamSet and a Network "
+    "(spec.type Device) for each, on the cluster's gVNIC and RDMA VPC subnets, or deploy with "
+    "overrides={'rdma': False}"
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,57 @@ def _local_queue(cluster: Cluster, queue: str) -> Check:
     return Check("Kueue queue", True, f"LocalQueue {queue!r} exists in namespace {cluster.namespace}")
 
 
+def job_networks() -> list[str]:
+    """The GKE Networks the benchmark Job's ``networking.gke.io/interfaces`` annotation names (not ``default``)."""
+    return [i["network"] for i in rdma_interfaces() if i["network"] != "default"]
+
+
+def _ready(network: dict[str, Any]) -> str | None:
+    """``None`` when the Network is Ready or reports no conditions; else what its Ready condition says."""
+    for cond in (network.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready" and cond.get("status") != "True":
+            return f"{cond.get('reason') or 'not Ready'}: {cond.get('message') or ''}".rstrip(": ")
+    return None
+
+
+def _networks(cluster: Cluster) -> Check:
+    """Every Network the Job attaches (gvnic-1, rdma-0..7) exists and is not reported unready.
+
+    Without them GKE cannot give the pod its NICs, and the pod never starts; a multi-network cluster without
+    them is what a cluster made by hand (not by the recipe's blueprint) usually lacks.
+    """
+    from kubernetes.client import CustomObjectsApi
+
+    wanted = job_networks()
+    api = ApiextensionsV1Api(cluster.api)
+    try:
+        call(lambda: api.read_custom_resource_definition(NETWORK_CRD), f"read CRD {NETWORK_CRD}")
+    except NotFoundError:
+        return Check("GKE networks", False, f"no {NETWORK_CRD} API: the cluster has no GKE multi-networking "
+                                            f"(create it with --enable-multi-networking), so the Job cannot attach "
+                                            f"{', '.join(wanted)}; {NETWORK_SETUP}")
+    objects = CustomObjectsApi(cluster.api)
+    missing, unready = [], []
+    for name in wanted:
+        try:
+            network = call(lambda name=name: objects.get_cluster_custom_object(
+                NETWORK_GROUP, NETWORK_VERSION, NETWORK_PLURAL, name), f"read Network {name}")
+        except NotFoundError:
+            missing.append(name)
+            continue
+        problem = _ready(network)
+        if problem:
+            unready.append(f"{name} ({problem})")
+    if missing:
+        return Check("GKE networks", False, f"Network {', '.join(missing)} not found ({NETWORK_GROUP}/"
+                                            f"{NETWORK_VERSION}, named by the Job's networking.gke.io/interfaces); "
+                                            f"{NETWORK_SETUP}")
+    if unready:
+        return Check("GKE networks", False, f"Network {', '.join(unready)} not Ready: check its GKENetworkParamSet "
+                                            "(VPC and subnet names) and the node pool's additional networks")
+    return Check("GKE networks", True, f"{', '.join(wanted)} exist")
+
+
 def _secret(cluster: Cluster) -> Check:
     try:
         secret = call(lambda: cluster.core.read_namespaced_secret(SECRET_NAME, cluster.namespace), "read the HF secret")
@@ -103,8 +163,11 @@ def _secret(cluster: Cluster) -> Check:
     return Check("Hugging Face secret", True, f"Secret {SECRET_NAME} holds {SECRET_KEY}")
 
 
-def check_cluster(cluster: Cluster, *, accelerator: str = "nvidia-h200-141gb", queue: str | None = None) -> list[Check]:
-    """Connection, namespace, GPU nodes, GCS FUSE driver, Kueue/JobSet (when a queue is set), HF secret."""
+def check_cluster(
+    cluster: Cluster, *, accelerator: str = "nvidia-h200-141gb", queue: str | None = None, rdma: bool = True
+) -> list[Check]:
+    """Connection, namespace, GPU nodes, GCS FUSE driver, GKE networks (with ``rdma``, as the Job's default
+    ``rdma: true`` needs), Kueue/JobSet (when a queue is set), HF secret."""
     checks: list[Check] = []
     try:
         version = cluster.version()
@@ -120,6 +183,8 @@ def check_cluster(cluster: Cluster, *, accelerator: str = "nvidia-h200-141gb", q
         )
     checks.append(_gpu_nodes(cluster, accelerator))
     checks.append(_csi_driver(cluster))
+    if rdma:
+        checks.append(_networks(cluster))
     if queue:
         checks.append(_crds(cluster, KUEUE_CRDS, "Kueue", required=True))
         checks.append(_crds(cluster, (JOBSET_CRD,), "JobSet", required=False))

@@ -9,18 +9,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes
+import yaml
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from recipelib import gcp
 from recipelib.errors import CloudError, ClusterError, ConfigError
-from recipelib.settings import Settings
+from recipelib.settings import Settings, overlay_path
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,41 @@ def call(fn: Callable[[], Any], what: str) -> Any:
         }.get(e.status or 0, "")
         raise cls(f"could not {what}: HTTP {e.status} {reason}.{hint}", status=e.status) from None
     except (Urllib3Error, OSError) as e:
-        raise ClusterError(f"could not {what}: cannot reach the API server ({type(e).__name__}: {e})") from None
+        raise ClusterError(f"{unreachable(_server_of(e), _transport_reason(e))} (while trying to {what})") from None
+
+
+SANDBOX_HINT = "if this is the local sandbox, start it with `python -m recipelib.sandbox start`"
+
+
+def unreachable(server: str | None, reason: str) -> str:
+    """The one line for a server that does not answer: where, why, and what to do."""
+    where = f" at {server}" if server else ""
+    if reason == "connection refused":
+        return f"cannot reach the Kubernetes API{where}: connection refused; {SANDBOX_HINT}"
+    return (f"cannot reach the Kubernetes API{where}: {reason}; check the cluster's address in your kubeconfig and "
+            f"your network (for GKE, the cluster's authorized networks); {SANDBOX_HINT}")
+
+
+def _server_of(e: BaseException) -> str | None:
+    """``https://host:port`` of the connection pool a urllib3 error came from, when it says."""
+    pool = getattr(e, "pool", None)
+    if pool is None or not getattr(pool, "host", None):
+        return None
+    return f"{pool.scheme}://{pool.host}" + (f":{pool.port}" if pool.port else "")
+
+
+def _transport_reason(e: BaseException) -> str:
+    """What went wrong on the wire, in words: the innermost cause (``connection refused``, a timeout, TLS)."""
+    seen: list[BaseException] = []
+    cause: BaseException | None = e
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        cause = getattr(cause, "reason", None) if isinstance(getattr(cause, "reason", None), BaseException) \
+            else cause.__cause__ or cause.__context__
+    if any(isinstance(c, ConnectionRefusedError) or "Connection refused" in str(c) for c in seen):
+        return "connection refused"
+    inner = seen[-1]
+    return f"{type(inner).__name__}: {inner}"
 
 
 def _status_message(e: ApiException) -> str:
@@ -156,4 +193,36 @@ def connect(settings: Settings, **gke_options: Any) -> Cluster:
             settings.project_id, settings.cluster_region, settings.cluster_name,
             namespace=settings.namespace, **gke_options,
         )
+    _refuse_dead_tool_cluster(overlay_path())
     return from_kubeconfig(None, None, settings.namespace)
+
+
+def _refuse_dead_tool_cluster(overlay: Path) -> None:
+    """Name a cluster that a tool offered (the local sandbox's overlay) and that no longer answers.
+
+    Its settings are ignored once its process is gone (:mod:`recipelib.settings`), so without this a user
+    whose sandbox stopped would be told that KUBECONFIG or GCS_BUCKET is unset: true, and no help at all.
+    """
+    try:
+        offered = yaml.safe_load(overlay.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return
+    kubeconfig = offered.get("KUBECONFIG") if isinstance(offered, dict) else None
+    if not isinstance(kubeconfig, str):
+        return
+    stale = (f" (the settings it offered in {overlay} apply again once it runs; `python -m recipelib.sandbox stop` "
+             "forgets them)")
+    config = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, context=offered.get("KUBE_CONTEXT") or None,
+                                           client_configuration=config)
+    except (kubernetes.config.ConfigException, OSError, TypeError):
+        raise ClusterError(f"cannot reach the Kubernetes API of the local sandbox: its kubeconfig {kubeconfig} is "
+                           f"gone; start it with `python -m recipelib.sandbox start`{stale}") from None
+    url = urlsplit(config.host)
+    try:
+        socket.create_connection((url.hostname or "127.0.0.1", url.port or 443), timeout=3).close()
+    except ConnectionRefusedError:
+        raise ClusterError(unreachable(config.host, "connection refused") + stale) from None
+    except OSError as e:
+        raise ClusterError(unreachable(config.host, f"{type(e).__name__}: {e}") + stale) from None

@@ -15,11 +15,11 @@ from typing import Any
 from kubernetes.client import VersionApi
 
 from recipelib.cluster.client import Cluster, call
-from recipelib.cluster.releases import Applied, apply
+from recipelib.cluster.releases import Applied, check_objects, check_release, write_objects
 from recipelib.deploy.catalog import parse_experiments, resolve_model
 from recipelib.deploy.render import BenchmarkPlan, ClusterFeatures, merge_values, render_benchmark, write_manifests
 from recipelib.deploy.validate import validate_objects
-from recipelib.errors import ConfigError
+from recipelib.errors import ClusterError, ConfigError
 from recipelib.names import release_name
 from recipelib.settings import Settings
 
@@ -41,18 +41,23 @@ def plan_benchmark(
     run_id: str = "",
     overrides: dict[str, Any] | None = None,
     dry_run: bool = False,
+    checkpoint: str = "",
 ) -> BenchmarkPlan:
     """Check every input and decide everything a deploy sends. Empty/zero arguments mean "default".
 
+    The model's flow (engine or PyTorch) and checkpoint follow ``settings.trtllm_version``; its sizes are
+    checked against the node's GPUs (``accelerator`` of the values). ``checkpoint`` replaces the catalog's.
     A dry run may go without GCS_BUCKET and ARTIFACT_REGISTRY: it then renders visible placeholders
     so that a first look at the manifests needs no cloud project at all.
     """
     if not isinstance(model, str):
         raise ConfigError("model", f"must be a Hugging Face model id string, got {model!r}")
-    spec = resolve_model(model, tp_size=tp_size, pp_size=pp_size, quantization=quantization, backend=backend)
+    values = merge_values(overrides)
+    spec = resolve_model(model, tp_size=tp_size, pp_size=pp_size, quantization=quantization, backend=backend,
+                         trtllm_version=settings.trtllm_version, gpu=str(values["accelerator"]),
+                         checkpoint=checkpoint)
     sweep = tuple(parse_experiments(experiments))
     name = release_name(spec.id, user=user or None, release=release or None)
-    values = merge_values(overrides)
     if dry_run:
         bucket = settings.gcs_bucket or "set-gcs-bucket"
         placeholder = f"LOCATION-docker.pkg.dev/PROJECT/REPO/{settings.trtllm_image}:{settings.trtllm_version}"
@@ -90,6 +95,7 @@ class DeployResult:
     objects: list[dict[str, Any]]
     files: list[Path]
     applied: list[Applied]
+    note: str | None = None  # what the user should know though nothing failed (a finished run, not re-run)
 
 
 def deploy(
@@ -100,19 +106,51 @@ def deploy(
     out_dir: Path | str | None = None,
     force: bool = False,
 ) -> DeployResult:
-    """Render and validate; then write the manifests (``out_dir``) and/or apply them (not on a dry run).
+    """Render and validate; check the whole release on the cluster; then write the manifests (``out_dir``)
+    and apply them (not on a dry run).
 
-    With a cluster and ``dry_run``, the server also checks the objects (``dryRun=All``) and stores nothing.
+    Nothing is written anywhere until everything passed: the release's Job must hold this run (or none),
+    and the server must accept every object as a dry run (``dryRun=All``; a ``dry_run`` deploy stops there).
+    A run already deployed must not change either (unless ``force``): a retry of its pod would read the new
+    ConfigMaps. A finished run (its Job Complete or Failed) is left as it is, and ``note`` says how to run again.
     """
     features = cluster_features(cluster)
-    for note in features.omitted():
-        log.warning("left out: %s", note)
+    for omitted in features.omitted():
+        log.warning("left out: %s", omitted)
     objects = render_benchmark(plan, features)
     validate_objects(objects, plan.values["kubernetes_version"])
-    files = write_manifests(objects, Path(out_dir)) if out_dir else []
-    applied: list[Applied] = []
-    if cluster is not None:
-        applied = apply(cluster, objects, force=force, dry_run=dry_run)
-    elif not dry_run:
+    if cluster is None and not dry_run:
         raise ConfigError("cluster", "no cluster to deploy to: run setup.ipynb to connect, or use dry_run=True")
-    return DeployResult(plan, objects, files, applied)
+    applied: list[Applied] = []
+    note = None
+    if cluster is not None:
+        existing = check_release(cluster, plan.release, plan.run_id, plan.namespace)
+        applied = check_objects(cluster, objects, force=force)
+        changed = [f"{a.kind}/{a.name}" for a in applied if a.action != "unchanged"]
+        if existing is not None and existing.finished:
+            note = (f"run {plan.run_id} of release {plan.release} already finished ({existing.status}): nothing was "
+                    f"re-run or changed; its results are in {plan.results_path}. To run it again, deploy with a new "
+                    f"run id (the run_id parameter, e.g. run_id=\"{_next_run_id(plan.run_id)}\") after removing this "
+                    f"release's finished Job (cleanup.ipynb -p release {plan.release}; results in the bucket are "
+                    "kept), or under another release name (the release parameter)")
+            log.warning("%s", note)
+            applied = applied if dry_run else []
+        elif existing is not None and changed and not force:
+            raise ClusterError(
+                f"run {plan.run_id} is already deployed in release {plan.release} (Job {existing.status}) with other "
+                f"settings or launcher code ({', '.join(changed)} would change), and a retry of its pod would read "
+                "them. Nothing was changed. To run the new settings, deploy with a new run id (the run_id "
+                f"parameter), or uninstall the release first (cleanup.ipynb -p release {plan.release}); force=True "
+                "changes them under the running run."
+            )
+    files = write_manifests(objects, Path(out_dir)) if out_dir else []
+    if cluster is not None and not dry_run and note is None:
+        applied = write_objects(cluster, objects, force=force)
+    return DeployResult(plan, objects, files, applied, note)
+
+
+def _next_run_id(run_id: str) -> str:
+    """``run-abc`` -> ``run-abc-2``, ``run-abc-2`` -> ``run-abc-3``: a suggestion that keeps the name readable."""
+    stem, _, n = run_id.rpartition("-")
+    nxt = f"{stem}-{int(n) + 1}" if stem and n.isdigit() and len(n) < 4 else f"{run_id}-2"
+    return nxt if len(nxt) <= 40 else f"{run_id[:38]}-2"

@@ -18,6 +18,8 @@ Here the same happens in three steps a notebook can show and a test can check, e
 3. ``follow_build`` (:mod:`~recipelib.image.follow`, states in :mod:`~recipelib.image.outcome`): poll the
    build's status and stream its log object (``log-<id>.txt`` in the logs bucket) by byte ranges until a
    terminal state; a failure names the failing step and the last lines.
+4. ``record_image`` (:mod:`~recipelib.image.pin`): once the image exists, save its digest with its tag
+   (``TRTLLM_IMAGE_DIGEST``), so that deploy pins ``IMAGE:TAG@sha256:...``.
 
 Every client is injected through ``BuildClients`` (:mod:`~recipelib.image.clients`) so tests point them at
 local servers; by default they use Application Default Credentials (:mod:`recipelib.gcp`, which also turns
@@ -50,6 +52,7 @@ from recipelib.image.config import (
 )
 from recipelib.image.follow import LogTail, follow_build, get_build_state
 from recipelib.image.outcome import MESSAGE_LINES, TERMINAL, BuildOutcome, BuildState, StepState, format_seconds
+from recipelib.image.pin import RecordedImage, image_digest, pin, record_image
 from recipelib.image.plan import (
     DEFAULT_DISK_SIZE_GB,
     DEFAULT_MACHINE_TYPE,
@@ -90,6 +93,7 @@ __all__ = [
     "ConfigError",
     "ImageBuildError",
     "LogTail",
+    "RecordedImage",
     "SourceUpload",
     "StepState",
     "SubmittedBuild",
@@ -103,10 +107,13 @@ __all__ = [
     "follow_build",
     "format_seconds",
     "get_build_state",
+    "image_digest",
     "load_config",
     "parse_build",
+    "pin",
     "plan_image_build",
     "recipe_substitutions",
+    "record_image",
     "referenced_substitutions",
     "submit_image_build",
     "upload_context",

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from recipelib.errors import ConfigError
+from recipelib.image.trtllm_versions import image_source
 from recipelib.settings import Settings
 
 CONFIG_FILE = "cloudbuild.yaml"
@@ -24,12 +25,19 @@ _REFERENCE = re.compile(r"\$\{(?P<braced>[A-Za-z0-9_]+)\}|\$(?P<bare>[A-Za-z0-9_
 
 
 def recipe_substitutions(settings: Settings) -> dict[str, str]:
-    """The recipe's four substitutions, from the settings of the same names."""
+    """The build's substitutions: the recipe's registry, image and version, and the base image they imply.
+
+    ``_BASE_IMAGE`` replaces the recipe's ``_TRITON_SERVER_VERSION``: for 0.1x it is
+    ``nvcr.io/nvidia/tritonserver:<TRITON_SERVER_VERSION>``, for 1.x NVIDIA's TensorRT-LLM release image of
+    that version (:mod:`recipelib.image.trtllm_versions`). A version that cannot be built is a ConfigError
+    naming ``TRTLLM_VERSION``.
+    """
+    source = image_source(settings.trtllm_version)
     return {
         "_ARTIFACT_REGISTRY": str(settings.artifact_registry),
         "_TRTLLM_IMAGE": settings.trtllm_image,
         "_TRTLLM_VERSION": settings.trtllm_version,
-        "_TRITON_SERVER_VERSION": settings.triton_server_version,
+        "_BASE_IMAGE": source.base_image(settings.triton_server_version),
     }
 
 

@@ -137,7 +137,12 @@ def failure_hint(lines: tuple[str, ...]) -> str:
         return ("The push was refused: the build's service account needs roles/artifactregistry.writer on the "
                 "repository")
     if "manifest unknown" in text or "not found: manifest" in text:
-        return "A base image tag was not found: check TRITON_SERVER_VERSION"
-    if "remote branch" in text and "not found" in text:
+        return ("A base image tag was not found: check TRITON_SERVER_VERSION (0.1x builds, "
+                "nvcr.io/nvidia/tritonserver:<TRITON_SERVER_VERSION>) or TRTLLM_VERSION (1.x builds, "
+                "nvcr.io/nvidia/tensorrt-llm/release:<version>)")
+    if ("remote branch" in text and "not found" in text) or "no tensorrtllm_backend tag" in text:
         return "The tensorrtllm_backend checkout failed: check TRTLLM_VERSION (a tag such as v0.17.0)"
+    if "has tensorrt-llm" in text and "error:" in text:
+        return ("The base image holds another TensorRT-LLM than TRTLLM_VERSION: pick a version listed in "
+                "recipelib/image/trtllm_versions.py")
     return ""

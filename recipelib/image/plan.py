@@ -25,7 +25,7 @@ from recipelib.image.config import (
 )
 from recipelib.image.context import IGNORE_FILE, context_files, missing_sources
 from recipelib.image.registry import ImageRef
-from recipelib.image.trtllm_versions import check_version_pair
+from recipelib.image.trtllm_versions import ImageSource, check_version_pair, image_source
 from recipelib.paths import launcher_dir
 from recipelib.settings import Settings, check_artifact_registry, check_bucket_name, validate_settings
 
@@ -56,6 +56,13 @@ class BuildPlan:
     timeout_s: int = DEFAULT_TIMEOUT_S
     logs_bucket: str | None = None
     warnings: tuple[str, ...] = ()
+    trtllm: ImageSource | None = None
+    """How this TensorRT-LLM version is built (Triton base + backend clone, or NVIDIA's release image)."""
+
+    @property
+    def base_image(self) -> str:
+        """The image the Dockerfile starts ``FROM``."""
+        return self.substitutions.get("_BASE_IMAGE", "")
 
     @property
     def parent(self) -> str:
@@ -89,10 +96,12 @@ def plan_image_build(
 
     ``context_dir`` defaults to the project's ``launcher/``, ``config`` to its ``cloudbuild.yaml``;
     ``source_bucket`` to ``<PROJECT_ID>_cloudbuild``. A TensorRT-LLM/Triton pair missing from NVIDIA's
-    table is a warning (logged, and in ``plan.warnings``), not an error.
+    table is a warning (logged, and in ``plan.warnings``), not an error; a ``TRTLLM_VERSION`` that cannot be
+    built at all (:data:`~recipelib.image.trtllm_versions.BUILDABLE`) is refused here.
     """
     settings.require("PROJECT_ID", "REGION", "ARTIFACT_REGISTRY", purpose="an image build")
     validate_settings(settings)
+    trtllm = image_source(settings.trtllm_version)
     project, region, registry = str(settings.project_id), str(settings.region), str(settings.artifact_registry)
     check_artifact_registry(registry)
 
@@ -146,7 +155,7 @@ def plan_image_build(
         )
 
     warnings = []
-    pair = check_version_pair(settings.trtllm_version, settings.triton_server_version)
+    pair = trtllm.kind == "triton" and check_version_pair(settings.trtllm_version, settings.triton_server_version)
     if pair:
         log.warning("%s", pair)
         warnings.append(pair)
@@ -154,5 +163,5 @@ def plan_image_build(
         project_id=project, region=region, image=image, substitutions=substitutions,
         context_dir=ctx, config_path=config_path, files=files, source_bucket=bucket,
         default_source_bucket=default_bucket, machine_type=machine_type, disk_size_gb=disk_size_gb,
-        timeout_s=timeout_s, logs_bucket=logs_bucket or None, warnings=tuple(warnings),
+        timeout_s=timeout_s, logs_bucket=logs_bucket or None, warnings=tuple(warnings), trtllm=trtllm,
     )

@@ -67,8 +67,12 @@ def explain_event(event: Any) -> EventLine:
     return EventLine(when, obj.kind, obj.name, reason, text)
 
 
-def events_of(cluster: Cluster, names: set[str], limit: int) -> list[EventLine]:
-    """The newest ``limit`` events about the named objects, oldest first."""
+def events_of(cluster: Cluster, uids: set[str], limit: int) -> list[EventLine]:
+    """The newest ``limit`` events about the objects with these uids, oldest first.
+
+    By uid, not by name: a release deployed again has a Job of the same name, and the events of the
+    earlier one (kept an hour by the API server) must not read as this run's.
+    """
     items = call(lambda: cluster.core.list_namespaced_event(cluster.namespace), "list events").items
-    mine = [explain_event(e) for e in items if e.involved_object.name in names]
+    mine = [explain_event(e) for e in items if e.involved_object.uid in uids]
     return sorted(mine, key=lambda e: e.time.timestamp() if e.time else 0)[-limit:]

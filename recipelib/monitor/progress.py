@@ -8,6 +8,7 @@ remains from the experiments already finished. Pure functions: the monitor feeds
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -51,11 +52,53 @@ class Progress:
     experiment_seconds: tuple[float, ...] = ()
     run_state: str | None = None
     error: str | None = None
+    run_error: str | None = None  # the launcher's own reason on ``run failed`` (config, preflight, setup, store)
+    run_status: str | None = None  # the run's recorded status on its last run event: succeeded or failed
+    exit_code: int | None = None
+    attempts: int = 0  # pods that started the launcher (a Job retry is one more)
+    experiment_errors: tuple[tuple[str, str], ...] = ()  # (experiment id, the launcher's reason) per failure
+    earlier_failure: str | None = None  # why an earlier attempt failed, kept when a retry starts
     _experiment_started: dict[str, datetime] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def done(self) -> int:
-        return len(self.finished_experiments) + len(self.failed_experiments) + len(self.skipped_experiments)
+        """Experiments with a final record; one a retry skips because it is recorded counts once."""
+        return len({*self.finished_experiments, *self.failed_experiments, *self.skipped_experiments})
+
+    @property
+    def failure(self) -> str | None:
+        """The launcher's own reason the run failed, in one line (None unless its events say it failed).
+
+        This, not the Job's condition (``BackoffLimitExceeded``), is what a user can act on: which
+        experiment failed and why, or which setting the launcher refused.
+        """
+        if self.run_state == "failed":
+            return self._own_failure() or self.earlier_failure or "the launcher failed without saying why"
+        if self.run_state == "skipped" and self.run_status == "failed":  # a retry found the run closed
+            return self.earlier_failure or self._own_failure() or (
+                "the run had already finished as failed in an earlier pod (its run.json exists), and this pod "
+                "re-ran nothing: deploy with a new run_id to measure again")
+        return None
+
+    def _own_failure(self) -> str | None:
+        if self.run_error:
+            return _one_line(self.run_error)
+        failed = list(self.failed_experiments)
+        if not failed:
+            return None
+        errors = dict(self.experiment_errors)
+        first = failed[0]
+        line = f"{len(failed)} of {self.total or '?'} experiment(s) failed; {first}: " + _one_line(
+            errors.get(first, "no reason given"))
+        same = [e for e in failed[1:] if _shape(errors.get(e, "")) == _shape(errors.get(first, ""))]
+        other = [e for e in failed[1:] if e not in same]
+        if same:
+            line += f" (the same for {len(same)} more)"
+        if other:
+            line += f"; {other[0]}: " + _one_line(errors.get(other[0], "no reason given"))
+            if len(other) > 1:
+                line += f" (and {len(other) - 1} more failed)"
+        return line
 
     @property
     def elapsed_s(self) -> float | None:
@@ -82,6 +125,8 @@ class Progress:
         if self.phase is None:
             return "launcher not started yet"
         where = f"{self.phase} {self.state}"
+        if self.phase == "run" and self.state == "skipped" and self.run_status:
+            where = f"run already finished ({self.run_status}) before this pod"
         if self.experiment and self.index and self.total:
             where += f", experiment {self.index}/{self.total} ({self.experiment})"
         elif self.total:
@@ -92,8 +137,22 @@ class Progress:
         if self.eta_s is not None:
             parts.append(f"about {_duration(self.eta_s)} left")
         if self.error:
-            parts.append(f"error: {self.error}")
+            parts.append(f"error: {_one_line(self.error)}")
         return "; ".join(parts)
+
+
+_LIMIT = 240
+
+
+def _one_line(text: str, limit: int = _LIMIT) -> str:
+    """A reason as one line of at most ``limit`` characters (the whole text stays in the log)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def _shape(error: str) -> str:
+    """An error with its numbers and experiment ids blanked: errors of one cause compare equal."""
+    return re.sub(r"isl\d+-osl\d+-n\d+(-c\d+)?(-stream)?|\d+", "#", error)
 
 
 def _duration(seconds: float) -> str:
@@ -116,11 +175,18 @@ def advance(progress: Progress, event: dict[str, Any]) -> Progress:
         changes["index"] = event.get("index") if isinstance(event.get("index"), int) else progress.index
     if event.get("error"):
         changes["error"] = str(event["error"])
+    if phase == "run":
+        changes.update(_run_changes(progress, state, event))
+    if exp and state == "failed" and event.get("error"):
+        changes["experiment_errors"] = (*((e, m) for e, m in progress.experiment_errors if e != exp),
+                                        (exp, str(event["error"])))
     started = dict(progress._experiment_started)
     if exp and state == "started" and phase in ("dataset", "benchmark") and exp not in started and when:
         started[exp] = when
     changes["_experiment_started"] = started
-    if phase == "benchmark" and exp and state in ("finished", "failed", "skipped"):
+    recorded = (*progress.finished_experiments, *progress.failed_experiments)
+    if phase == "benchmark" and exp and state in ("finished", "failed", "skipped") and not (
+            state == "skipped" and exp in recorded):  # a retry skips what an earlier pod recorded
         key = {"finished": "finished_experiments", "failed": "failed_experiments",
                "skipped": "skipped_experiments"}[state]
         if exp not in getattr(progress, key):
@@ -128,9 +194,26 @@ def advance(progress: Progress, event: dict[str, Any]) -> Progress:
             if state == "finished" and exp in started and when:
                 changes["experiment_seconds"] = (*progress.experiment_seconds,
                                                  (when - started[exp]).total_seconds())
-    if phase == "run" and state in ("finished", "failed", "skipped"):
-        changes["run_state"] = state
     return replace(progress, **changes)
+
+
+def _run_changes(progress: Progress, state: Any, event: dict[str, Any]) -> dict[str, Any]:
+    """A ``run`` event: a new attempt starts afresh (keeping why the last one failed), or the attempt ends."""
+    if state == "started":
+        return {"attempts": progress.attempts + 1, "run_state": None, "run_status": None, "run_error": None,
+                "exit_code": None, "earlier_failure": progress.failure or progress.earlier_failure}
+    changes: dict[str, Any] = {}
+    if state in ("finished", "failed", "skipped"):
+        changes["run_state"] = state
+    if state == "failed" and event.get("error"):
+        changes["run_error"] = str(event["error"])
+    if isinstance(event.get("status"), str):
+        changes["run_status"] = event["status"]
+    elif state in ("finished", "failed"):
+        changes["run_status"] = "succeeded" if state == "finished" else "failed"
+    if isinstance(event.get("exit_code"), int):
+        changes["exit_code"] = event["exit_code"]
+    return changes
 
 
 def progress_from_lines(lines: list[str], progress: Progress | None = None) -> Progress:

@@ -44,6 +44,7 @@ class RunStatus:
     progress: Progress = field(default_factory=Progress)
     evicted: bool = False
     node_lost: bool = False
+    job_condition: str | None = None  # the Job's own Failed condition, beside the launcher's reason
 
     @property
     def finished(self) -> bool:
@@ -57,6 +58,8 @@ class RunStatus:
         if self.pod:
             out.append(f"  Pod {self.pod}: {self.pod_phase}" + (f" on {self.node}" if self.node else ""))
             out.extend(f"    {c}" for c in self.containers)
+        if self.job_condition and self.job_condition not in self.reason:
+            out.append(f"  Job: {self.job_condition}")
         out.append(f"  Launcher: {self.progress.describe()}")
         out.extend(f"  {e}" for e in self.events)
         return out
@@ -66,12 +69,24 @@ def _job(cluster: Cluster, release: str) -> V1Job:
     return call(lambda: cluster.batch.read_namespaced_job(release, cluster.namespace), f"read Job {release}")
 
 
-def _pods(cluster: Cluster, release: str) -> list[V1Pod]:
+def _pods(cluster: Cluster, job: V1Job) -> list[V1Pod]:
+    """The pods of this Job, oldest first: not those of an earlier Job of the same release (same name)."""
+    release = job.metadata.name
     pods = call(
         lambda: cluster.core.list_namespaced_pod(cluster.namespace, label_selector=f"{INSTANCE}={release}"),
         f"list pods of {release}",
     ).items
-    return sorted(pods, key=lambda p: p.metadata.creation_timestamp)
+    mine = [p for p in pods if any(o.uid == job.metadata.uid for o in p.metadata.owner_references or [])]
+    return sorted(mine, key=lambda p: p.metadata.creation_timestamp)
+
+
+def _launcher_lines(cluster: Cluster, pods: list[V1Pod]) -> list[str]:
+    """Every attempt's log, oldest pod first: a retry's pod may only say that an earlier one finished the run."""
+    lines: list[str] = []
+    for pod in pods:
+        if pod.spec.node_name:
+            lines.extend(read_log(cluster, pod.metadata.name))
+    return lines
 
 
 def _container_line(cs: Any) -> str:
@@ -117,6 +132,10 @@ def _admitted(cluster: Cluster, job: V1Job) -> bool | None:
     return not job.spec.suspend
 
 
+# The Job's Failed reasons that only say the pods failed on their own: the launcher's events say why.
+_POD_FAILED = ("BackoffLimitExceeded", "PodFailurePolicy")
+
+
 def _job_state(job: V1Job, queue: str | None) -> tuple[str, str]:
     conditions = {c.type: c for c in (job.status.conditions or []) if c.status == "True"}
     if "Complete" in conditions:
@@ -132,18 +151,24 @@ def _job_state(job: V1Job, queue: str | None) -> tuple[str, str]:
 
 
 def status(cluster: Cluster, release: str, *, log_lines: list[str] | None = None, events: int = 12) -> RunStatus:
-    """Read the Job, its newest pod, their events and (unless given) the launcher's events from the log."""
+    """Read the Job, its pods, their events and the launcher's events; ``log_lines`` (what a follower has
+    read so far) saves reading the logs while the run goes on. A failed run is headlined with the
+    launcher's own reason, read from every attempt's log, not with the Job's condition."""
     job = _job(cluster, release)
     meta = job.metadata
     queue = (meta.labels or {}).get(QUEUE_LABEL)
     state, reason = _job_state(job, queue)
-    pods = _pods(cluster, release)
+    condition = reason if state == "Failed" else None
+    pods = _pods(cluster, job)
     pod = pods[-1] if pods else None
-    names = {release, *(p.metadata.name for p in pods)}
+    uids = {meta.uid, *(p.metadata.uid for p in pods)}
     containers: tuple[str, ...] = ()
     evicted_pods = [p for p in pods if p.status.reason == "Evicted"]
     lost_pods = [p for p in pods if _node_gone(cluster, p)]
     evicted, node_lost = bool(evicted_pods), bool(lost_pods)
+    if log_lines is None or state in ("Complete", "Failed"):
+        log_lines = _launcher_lines(cluster, pods)
+    progress = progress_from_lines(log_lines)
     if pod is not None:
         st = pod.status
         containers = tuple(_container_line(c) for c in (st.init_container_statuses or []) +
@@ -155,7 +180,10 @@ def status(cluster: Cluster, release: str, *, log_lines: list[str] | None = None
                       f"pod starting: {waiting[0]}" if waiting else "pod starting")
         if state == "Failed" and not evicted and not node_lost:
             failed = [c for c in containers if "exit code" in c and "exit code 0" not in c]
-            if failed:
+            own = progress.failure if reason.split(":")[0] in _POD_FAILED else None
+            if own:
+                reason = own + (f" (launcher exit code {progress.exit_code})" if progress.exit_code else "")
+            elif failed:
                 reason += f"; {failed[-1]}"
     for gone, what in ((evicted_pods, "evicted"), (lost_pods, "lost with its node")):
         if gone:
@@ -166,8 +194,6 @@ def status(cluster: Cluster, release: str, *, log_lines: list[str] | None = None
                 reason = f"{note}; {reason}"
             elif state != "Complete":
                 reason = f"{reason}; {note}, and the Job retries it: finished experiments are kept and skipped"
-    if log_lines is None and pod is not None and pod.spec.node_name:
-        log_lines = read_log(cluster, pod.metadata.name)
     annotations = meta.annotations or {}
     return RunStatus(
         release=release, namespace=cluster.namespace, state=state, reason=reason,
@@ -175,8 +201,8 @@ def status(cluster: Cluster, release: str, *, log_lines: list[str] | None = None
         admitted=_admitted(cluster, job) if queue else None,
         pod=pod.metadata.name if pod else None, pod_phase=pod.status.phase if pod else None,
         node=pod.spec.node_name if pod else None, containers=containers,
-        events=tuple(events_of(cluster, names, events)), progress=progress_from_lines(log_lines or []),
-        evicted=evicted, node_lost=node_lost,
+        events=tuple(events_of(cluster, uids, events)), progress=progress,
+        evicted=evicted, node_lost=node_lost, job_condition=condition,
     )
 
 

@@ -11,7 +11,7 @@ Example::
     summary_table(results.frame)
     compare_runs(results.frame)                  # ISL/OSL rows, one column per run, ratios to the first
     against_speed_of_light(results.frame, gpu="H200")
-    compare_to_published(results.frame, gpu="H200")
+    compare_to_published(results.frame, gpu="H200", runs=results.runs)  # says where methods differ
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ __all__ = [
 ]
 
 SUMMARY_COLUMNS = (
-    "run", "experiment", "model", "gpu", "tp_size", "quantization", "backend", "trtllm_version", "isl", "osl",
+    "run", "experiment", "model", "gpu", "tp_size", "quantization", "backend", "flow", "engine_method",
+    "trtllm_version", "isl", "osl",
     "num_requests", "output_throughput_tok_s", "request_throughput_req_s", "total_token_throughput_tok_s",
     "per_gpu_output_throughput_tok_s", "total_latency_ms", "avg_request_latency_ms", "latency_p99_ms", "ttft_ms",
     "tpot_ms", "replay",
@@ -56,10 +57,15 @@ def _require_rows(frame: pd.DataFrame) -> None:
 
 
 def summary_table(frame: pd.DataFrame, runs: Sequence[str] | None = None) -> pd.DataFrame:
-    """The key numbers of each experiment, one row each, sorted by run then ISL/OSL."""
+    """The key numbers of each experiment, one row each, sorted by run then ISL/OSL.
+
+    ``flow``/``engine_method`` (how it was measured) are shown where the table has them
+    (:func:`recipelib.results.reference.with_methods` adds them from each run's ``run.json``).
+    """
     _require_rows(frame)
     rows = frame if runs is None else frame[frame["run"].isin(list(runs))]
-    table = rows.loc[:, list(SUMMARY_COLUMNS)].sort_values(["run", "isl", "osl", "experiment"], kind="stable")
+    table = rows.loc[:, [c for c in SUMMARY_COLUMNS if c in rows.columns]]
+    table = table.sort_values(["run", "isl", "osl", "experiment"], kind="stable")
     return table.reset_index(drop=True)
 
 

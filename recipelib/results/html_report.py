@@ -8,7 +8,9 @@ issue or opened from a bucket. Tables are rendered by pandas with escaping on; t
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -17,11 +19,12 @@ import jinja2
 import pandas as pd
 
 from recipelib.results.analysis import against_speed_of_light, compare_runs, export_csv, summary_table
-from recipelib.results.plots import figure_png, fraction_figure, latency_figure, throughput_figure
-from recipelib.results.reference import compare_to_published
-from recipelib.results.table import Results
+from recipelib.results.plots import draw_figures, figure_png
+from recipelib.results.records import ExperimentSpec
+from recipelib.results.reference import compare_to_published, method_note_html, with_methods
+from recipelib.results.table import MissingReport, Results
 
-__all__ = ["Analysis", "ReportFiles", "analyse", "write_report"]
+__all__ = ["Analysis", "ReportFiles", "analyse", "missing_reasons", "table_html", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,8 @@ class Analysis:
     limits: pd.DataFrame
     published: pd.DataFrame
     comparison: pd.DataFrame | None
-    figures: dict[str, bytes]  # name -> PNG
+    figures: dict[str, bytes]  # name -> PNG, only the figures there is data for
+    notes: dict[str, str] = field(default_factory=dict)  # name -> why that figure is left out
 
 
 @dataclass(frozen=True)
@@ -44,18 +48,15 @@ class ReportFiles:
 
 def analyse(results: Results, *, gpu: str | None = None) -> Analysis:
     """Compute the tables and figures; ``gpu`` fills in the GPU where the reports do not name it."""
-    frame = results.frame
+    frame = with_methods(results.frame, results.runs)
     summary = summary_table(frame)
     limits = against_speed_of_light(frame, gpu=gpu)
     published = compare_to_published(frame, gpu=gpu)
     runs = list(dict.fromkeys(frame["run"]))
     comparison = compare_runs(frame) if len(runs) > 1 else None
-    figures = {
-        "throughput": figure_png(throughput_figure(frame, published=published, limits=limits)),
-        "fractions": figure_png(fraction_figure(limits, published)),
-        "latency": figure_png(latency_figure(frame)),
-    }
-    return Analysis(summary, limits, published, comparison, figures)
+    drawn, notes = draw_figures(frame, limits=limits, published=published)
+    figures = {name: figure_png(fig) for name, fig in drawn.items()}
+    return Analysis(summary, limits, published, comparison, figures, notes)
 
 
 def write_report(results: Results, out_dir: str | Path, *, gpu: str | None = None,
@@ -76,21 +77,70 @@ def write_report(results: Results, out_dir: str | Path, *, gpu: str | None = Non
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         replay=bool(results.frame["replay"].any()),
         runs_html=_html(results.runs_table()),
-        missing_html=_html(results.missing_table()) if results.missing else "",
+        missing_html=_html(missing_reasons(results.missing)) if results.missing else "",
         summary_html=_html(analysis.summary),
         limits_html=_html(analysis.limits),
-        published_html=_html(analysis.published) if not analysis.published.empty else "",
+        published_html=method_note_html(analysis.published) + _html(analysis.published)
+        if not analysis.published.empty else "",
         compare_html=_html(analysis.comparison) if analysis.comparison is not None else "",
         images={name: base64.b64encode(png).decode("ascii") for name, png in analysis.figures.items()},
+        notes=analysis.notes,
     )
     html = out / "report.html"
     html.write_text(page, encoding="utf-8")
     return ReportFiles(html=html, csv=csv, figures=figures)
 
 
-def _html(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, escape=True, na_rep="", float_format=lambda v: f"{v:,.4g}" if abs(v) < 10
-                         else f"{v:,.1f}", border=0)
+def table_html(frame: pd.DataFrame) -> str:
+    """A table as the report and the notebook show it: an em dash where a value is missing (None, NaN or
+    NA alike), short numbers, and a box that scrolls sideways rather than overflow the page."""
+    shown = frame.copy()
+    for column in shown.columns:  # pandas prints None as "None" and pd.NA as "<NA>"; only NaN as na_rep
+        if not pd.api.types.is_float_dtype(shown[column]):
+            shown[column] = shown[column].astype(object).where(shown[column].notna(), float("nan"))
+    table = shown.to_html(index=False, escape=True, na_rep="\u2014", border=0,
+                          float_format=lambda v: f"{v:,.4g}" if abs(v) < 10 else f"{v:,.1f}")
+    return f'<div class="table-wrap" style="overflow-x:auto;max-width:100%">{table}</div>'
+
+
+_html = table_html
+_REASON_LIMIT = 400
+
+
+def missing_reasons(missing: Sequence[MissingReport]) -> pd.DataFrame:
+    """Why experiments have no report, one row per distinct reason, with how many and which.
+
+    Reasons that differ only in the experiment's own id and numbers (ISL, OSL, requests) or in time stamps
+    are one reason: a sweep that failed the same way nine times reads as one line, not nine. Very long
+    reasons keep their start and their end (where a tool's last words are).
+    """
+    numbers = {str(v) for m in missing if (spec := ExperimentSpec.from_id(m.experiment))
+               for v in (spec.isl, spec.osl, spec.num_requests, spec.concurrency) if v is not None and v >= 10}
+    groups: dict[str, list[MissingReport]] = {}
+    for m in missing:
+        groups.setdefault(_reason_key(m, numbers), []).append(m)
+    rows = []
+    for items in groups.values():
+        reason = items[0].reason
+        if len(reason) > _REASON_LIMIT:
+            reason = f"{reason[:150]} \u2026 {reason[-(_REASON_LIMIT - 153):]}"
+        runs = list(dict.fromkeys(m.run for m in items))
+        if len({m.reason for m in items}) > 1:
+            reason += f" (as worded for {items[0].experiment}; the others differ only in their own numbers)"
+        rows.append({"reason": " ".join(reason.split()), "count": len(items), "runs": ", ".join(runs),
+                     "experiments": ", ".join(m.experiment for m in items)})
+    return pd.DataFrame(rows, columns=["reason", "count", "runs", "experiments"])
+
+
+_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z?|\d\d/\d\d/\d{4}-\d\d:\d\d:\d\d")
+
+
+def _reason_key(m: MissingReport, numbers: set[str]) -> str:
+    """The reason without what names one experiment: its id, time stamps, and any experiment's ISL, OSL,
+    request count or concurrency (a message may quote the others', like the recorded run's). Other numbers
+    stay: "exit code 1" and "exit code 137" are different reasons."""
+    key = _STAMP.sub("<time>", m.reason.replace(m.experiment, "<experiment>"))
+    return re.sub(r"(?<![\w.])\d+(?!\w|\.\d)", lambda n: "<n>" if n.group() in numbers else n.group(), key)
 
 
 def _template() -> jinja2.Template:

@@ -2,7 +2,15 @@
 
 Every function returns a ``matplotlib.figure.Figure`` that renders with the Agg backend, so it works
 headless (papermill, CI) and in JupyterLab alike; :func:`figure_png` turns one into PNG bytes for the
-notebook and the HTML report. Results replayed in the local sandbox are labelled "(replay)".
+notebook and the HTML report.
+
+Three rules hold for every figure, because a reader trusts a picture more than a table:
+
+- a figure is drawn only where there is data: :func:`draw_figures` leaves the others out and says why
+  in a sentence (a chart of placeholders or zeros reads as a measurement);
+- legends sit outside the axes, in the space the constrained layout keeps for them, so they never cover
+  an axis label, a bar or another legend;
+- results replayed in the local sandbox are marked "(replay)" in the title and beside each run's name.
 """
 
 from __future__ import annotations
@@ -12,11 +20,14 @@ import io
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["figure_png", "fraction_figure", "latency_figure", "throughput_figure"]
+__all__ = ["LATENCY_PERCENTILES", "draw_figures", "figure_png", "fraction_figure", "fraction_note",
+           "latency_figure", "latency_note", "throughput_figure", "throughput_note"]
 
-_PERCENTILES = (("min", "min"), ("p50", "p50"), ("p90", "p90"), ("p95", "p95"), ("p99", "p99"), ("max", "max"))
-_LATENCY_PANELS = (("latency", "request latency (ms)", "ms"), ("ttft", "time to first token (ms)", "ms"),
-                   ("tpot", "time per output token (ms)", "ms"))
+LATENCY_PERCENTILES = ("p50", "p90", "p99")
+"""The percentiles drawn: what service-level objectives are written in (median, tail, far tail)."""
+_LATENCY_PANELS = (("latency", "end-to-end request latency (ms)"), ("ttft", "time to first token (ms)"),
+                   ("tpot", "time per output token (ms)"))
+REPLAY = " (replay)"
 
 
 def figure_png(fig: Figure, *, dpi: int = 100) -> bytes:
@@ -26,9 +37,38 @@ def figure_png(fig: Figure, *, dpi: int = 100) -> bytes:
     return buffer.getvalue()
 
 
-def _run_labels(frame: pd.DataFrame) -> dict[str, str]:
-    replayed = set(frame.loc[frame["replay"].astype(bool), "run"])
-    return {run: f"{run} (replay)" if run in replayed else run for run in dict.fromkeys(frame["run"])}
+def _new(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _replayed(frame: pd.DataFrame | None) -> set[str]:
+    if frame is None or frame.empty or "replay" not in frame.columns:
+        return set()
+    return set(frame.loc[frame["replay"].astype(bool), "run"])
+
+
+def _title(text: str, replayed: set[str]) -> str:
+    return text + (REPLAY if replayed else "")
+
+
+def _run_labels(frame: pd.DataFrame, replayed: set[str] | None = None) -> dict[str, str]:
+    replayed = _replayed(frame) if replayed is None else replayed
+    return {run: f"{run}{REPLAY}" if run in replayed else run for run in dict.fromkeys(frame["run"])}
+
+
+def _row_labels(rows: pd.DataFrame, replayed: set[str]) -> list[str]:
+    """One label per row: the experiment alone when every row is of one run (named in the title instead)."""
+    runs = list(dict.fromkeys(rows["run"]))
+    labels = _run_labels(rows, replayed)
+    if len(runs) == 1:
+        return [str(e) for e in rows["experiment"]]
+    return [f"{labels[r]} {e}" for r, e in zip(rows["run"], rows["experiment"], strict=True)]
+
+
+def _one_run(rows: pd.DataFrame) -> str:
+    """A second title line naming the run when every row is of one run (the title marks a replay)."""
+    runs = list(dict.fromkeys(rows["run"]))
+    return f"\n{runs[0]}" if len(runs) == 1 else ""
 
 
 def _note(fig: Figure, text: str) -> Figure:
@@ -36,6 +76,17 @@ def _note(fig: Figure, text: str) -> Figure:
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
     return fig
+
+
+# -- throughput ------------------------------------------------------------------------------------------
+
+
+def throughput_note(frame: pd.DataFrame) -> str | None:
+    """Why there is no throughput figure, or None when there is one to draw."""
+    rows = frame[frame["isl"].notna() & frame["osl"].notna() & frame["output_throughput_tok_s"].notna()]
+    if not rows.empty:
+        return None
+    return "No throughput figure: no report gives an output throughput with a known ISL/OSL."
 
 
 def throughput_figure(
@@ -50,25 +101,23 @@ def throughput_figure(
     :func:`recipelib.analysis.against_speed_of_light`'s.
     """
     rows = frame[frame["isl"].notna() & frame["osl"].notna()]
-    fig = Figure(figsize=(max(6.0, 1.6 * max(1, rows[["isl", "osl"]].drop_duplicates().shape[0])), 4.2))
-    if rows.empty:
-        return _note(fig, "No results with a known ISL/OSL to plot.")
-    ax = fig.subplots()
     groups = sorted({(int(i), int(o)) for i, o in zip(rows["isl"], rows["osl"], strict=True)})
-    labels = _run_labels(rows)
-    runs = list(labels)
+    runs = list(dict.fromkeys(rows["run"]))
+    fig = _new(max(6.5, 1.4 * max(1, len(groups)) * max(1.0, len(runs) / 3)), 4.6 + 0.22 * len(runs))
+    if rows.empty:
+        return _note(fig, throughput_note(frame) or "")
+    replayed = _replayed(rows)
+    ax = fig.subplots()
+    labels = _run_labels(rows, replayed)
     width = 0.8 / len(runs)
     shown_published = shown_limit = False
     for k, run in enumerate(runs):
         part = rows[rows["run"] == run].groupby(["isl", "osl"])["output_throughput_tok_s"].mean()
-        xs, ys = [], []
-        for g, key in enumerate(groups):
-            if key in part.index:
-                xs.append(g - 0.4 + width * (k + 0.5))
-                ys.append(float(part.loc[key]))
-        bars = ax.bar(xs, ys, width=width * 0.95, label=labels[run])
+        keys = [key for key in groups if key in part.index]
+        xs = [groups.index(key) - 0.4 + width * (k + 0.5) for key in keys]
+        bars = ax.bar(xs, [float(part.loc[key]) for key in keys], width=width * 0.95, label=labels[run])
         ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=2)
-        for x, key in zip(xs, [key for key in groups if key in part.index], strict=True):
+        for x, key in zip(xs, keys, strict=True):
             ref = _lookup(published, run, key, "published_output_tok_s")
             if ref is not None:
                 ax.plot([x - width / 2, x + width / 2], [ref, ref], color="black", linewidth=2,
@@ -82,10 +131,10 @@ def throughput_figure(
     ax.set_xticks(range(len(groups)), [f"{i}/{o}" for i, o in groups])
     ax.set_xlabel("ISL / OSL (tokens)")
     ax.set_ylabel("output tokens/s (whole system)")
-    ax.set_title("Throughput by input/output length")
+    ax.set_title(_title("Throughput by input/output length", replayed))
     ax.set_ylim(0, ax.get_ylim()[1] * 1.08)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
     ax.grid(axis="y", alpha=0.3)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8, ncol=1, frameon=False)
     return fig
 
 
@@ -96,64 +145,131 @@ def _lookup(table: pd.DataFrame | None, run: str, key: tuple[int, int], column: 
     return float(match.iloc[0]) if not match.empty else None
 
 
-def latency_figure(frame: pd.DataFrame) -> Figure:
-    """Latency percentiles (request, TTFT, TPOT), one line per run and experiment, where reports print them.
+# -- latency ---------------------------------------------------------------------------------------------
 
-    TensorRT-LLM 0.16/0.17 reports print averages only; then the figure says so instead of drawing zeros.
+
+def _latency_columns(prefix: str) -> list[str]:
+    return [f"{prefix}_{p}_ms" for p in LATENCY_PERCENTILES]
+
+
+def _latency_panels(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    return [(prefix, title) for prefix, title in _LATENCY_PANELS
+            if all(c in frame.columns for c in _latency_columns(prefix))
+            and frame[_latency_columns(prefix)].notna().any(axis=None)]
+
+
+def latency_note(frame: pd.DataFrame) -> str | None:
+    """Why there is no latency figure, or None when some report has latency percentiles."""
+    if _latency_panels(frame):
+        return None
+    versions = sorted({str(v) for v in frame.get("trtllm_version", pd.Series(dtype=object)).dropna()})
+    which = f" (TensorRT-LLM {', '.join(versions)})" if versions else ""
+    return (f"No latency figure: these reports{which} give no latency percentiles: reports of TensorRT-LLM "
+            "0.16/0.17 print averages only (see the summary table); those of 0.19 and later give TTFT, TPOT "
+            "and request latency at p50/p90/p99.")
+
+
+def latency_figure(frame: pd.DataFrame) -> Figure:
+    """Request latency, TTFT and TPOT at p50/p90/p99, one line per experiment whose report prints them.
+
+    Where no report has percentiles, the figure only holds :func:`latency_note`'s sentence: callers that
+    show figures only where there is data (:func:`draw_figures`) check that first.
     """
-    panels = [(prefix, title) for prefix, title, _ in _LATENCY_PANELS
-              if frame[[f"{prefix}_{c}_ms" for _, c in _PERCENTILES]].notna().any(axis=None)]
-    fig = Figure(figsize=(4.5 * max(1, len(panels)), 3.8))
+    panels = _latency_panels(frame)
     if not panels:
-        return _note(fig, "No latency percentiles in these reports: TensorRT-LLM 0.16/0.17 print averages only\n"
-                          "(see the summary table's latency and TTFT/TPOT averages).")
+        return _note(_new(7.0, 2.0), latency_note(frame) or "")
+    columns = [c for prefix, _ in panels for c in _latency_columns(prefix)]
+    rows = frame[frame[columns].notna().any(axis=1)]
+    replayed = _replayed(rows)
+    fig = _new(max(7.0, 3.8 * len(panels)), 3.6 + 0.2 * len(rows))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    labels = _run_labels(frame)
+    names = _row_labels(rows, replayed)
     for ax, (prefix, title) in zip(axes, panels, strict=True):
-        columns = [f"{prefix}_{c}_ms" for _, c in _PERCENTILES]
-        for r in frame.itertuples(index=False):
-            values = [getattr(r, c) for c in columns]
-            if all(pd.isna(v) for v in values):
-                continue
-            ax.plot([name for name, _ in _PERCENTILES], values, marker="o", label=f"{labels[r.run]} {r.experiment}")
+        for name, (_, r) in zip(names, rows.iterrows(), strict=True):
+            values = [float(r[c]) if pd.notna(r[c]) else float("nan") for c in _latency_columns(prefix)]
+            ax.plot(list(LATENCY_PERCENTILES), values, marker="o", label=name)
         ax.set_title(title, fontsize=10)
-        ax.set_ylim(bottom=0)
+        ax.set_xlabel("percentile")
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.08)  # the p99 marker clear of the frame
         ax.grid(alpha=0.3)
-    handles, names = axes[0].get_legend_handles_labels()
-    for ax in axes[1:]:
-        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
-            if name not in names:
+    handles, labels = [], []
+    for ax in axes:  # one entry per experiment, even if a panel lacks some of them
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
                 handles.append(handle)
-                names.append(name)
-    fig.legend(handles, names, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)
-    fig.suptitle("Latency percentiles")
+                labels.append(label)
+    fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncol=2 if len(labels) > 4 else 1,
+               frameon=False)
+    fig.suptitle(_title("Latency percentiles", replayed) + _one_run(rows))
     return fig
 
 
-def fraction_figure(limits: pd.DataFrame, published: pd.DataFrame | None = None) -> Figure:
-    """Each result as % of its speed-of-light limit and, where NVIDIA published one, % of that figure."""
+# -- against the limit -----------------------------------------------------------------------------------
+
+
+def fraction_note(limits: pd.DataFrame) -> str | None:
+    """Why there is no figure against the limit, or None when at least one result has a limit."""
+    if not limits.empty and limits["fraction_of_limit"].notna().any():
+        return None
+    reasons = sorted({str(n) for n in limits.get("note", pd.Series(dtype=object)).dropna() if str(n)})
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    return f"No figure against the limit: no result could be bounded{why}."
+
+
+def fraction_figure(limits: pd.DataFrame, published: pd.DataFrame | None = None, *,
+                    frame: pd.DataFrame | None = None) -> Figure:
+    """Each result as % of its speed-of-light limit and, where NVIDIA published one, % of that figure.
+
+    ``frame`` (the results table) tells which runs are replays, for the title and the labels.
+    """
     bounded = limits.dropna(subset=["fraction_of_limit"]) if not limits.empty else limits
-    fig = Figure(figsize=(7.0, 0.6 + 0.55 * max(1, len(bounded))))
     if bounded.empty:
-        return _note(fig, "No result could be put against a limit (model, GPU or GPU count unknown).")
+        return _note(_new(7.0, 1.5), fraction_note(limits) or "")
+    replayed = _replayed(frame) & set(bounded["run"])
+    names = _row_labels(bounded, replayed)
+    fig = _new(8.0, 1.9 + 0.55 * len(bounded))
     ax = fig.subplots()
-    names = [f"{r.run} {r.experiment}" for r in bounded.itertuples(index=False)]
     y = range(len(names))
-    limit_bars = ax.barh([i + 0.2 for i in y], 100 * bounded["fraction_of_limit"], height=0.38,
-                         label="% of speed of light", color="tab:red")
-    ax.bar_label(limit_bars, fmt="%.0f%%", fontsize=8, padding=2)
+    ratios: list[float | None] = [None] * len(names)
     if published is not None and not published.empty:
         ratios = [_lookup(published, r.run, (int(r.isl), int(r.osl)), "ratio_to_published")
                   for r in bounded.itertuples(index=False)]
+    pair = any(v is not None for v in ratios)  # two bars a row only where there is a second one to draw
+    limit_bars = ax.barh([i + 0.2 if pair else i for i in y], 100 * bounded["fraction_of_limit"],
+                         height=0.38 if pair else 0.6, label="% of speed of light", color="tab:red")
+    ax.bar_label(limit_bars, fmt="%.0f%%", fontsize=8, padding=2)
+    if pair:
         xs = [i - 0.2 for i, v in zip(y, ratios, strict=True) if v is not None]
         vs = [100 * v for v in ratios if v is not None]
-        if xs:
-            pub_bars = ax.barh(xs, vs, height=0.38, label="% of NVIDIA published", color="tab:gray")
-            ax.bar_label(pub_bars, fmt="%.0f%%", fontsize=8, padding=2)
+        pub_bars = ax.barh(xs, vs, height=0.38, label="% of NVIDIA published", color="tab:gray")
+        ax.bar_label(pub_bars, fmt="%.0f%%", fontsize=8, padding=2)
     ax.set_yticks(list(y), names, fontsize=8)
+    ax.invert_yaxis()  # first row on top, as in the table below the figure
     ax.axvline(100, color="black", linewidth=0.8)
-    ax.set_xlim(0, max(110.0, ax.get_xlim()[1] * 1.1))
+    ax.set_xlim(0, max(115.0, ax.get_xlim()[1] * 1.1))
     ax.set_xlabel("percent")
-    ax.set_title("Results against the limit and against NVIDIA's figures")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
+    ax.set_title(_title("Results against the limit and against NVIDIA's figures", replayed)
+                 + _one_run(bounded), fontsize=11)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8, ncol=2, frameon=False)
     return fig
+
+
+# -- all of them -----------------------------------------------------------------------------------------
+
+
+def draw_figures(frame: pd.DataFrame, *, limits: pd.DataFrame,
+                 published: pd.DataFrame | None = None) -> tuple[dict[str, Figure], dict[str, str]]:
+    """The figures there is data for (``throughput``, ``fractions``, ``latency``), and for each one left out
+    the sentence saying why."""
+    figures: dict[str, Figure] = {}
+    notes: dict[str, str] = {}
+    for name, note, draw in (
+        ("throughput", throughput_note(frame), lambda: throughput_figure(frame, published=published, limits=limits)),
+        ("fractions", fraction_note(limits), lambda: fraction_figure(limits, published, frame=frame)),
+        ("latency", latency_note(frame), lambda: latency_figure(frame)),
+    ):
+        if note is None:
+            figures[name] = draw()
+        else:
+            notes[name] = note
+    return figures, notes

@@ -7,7 +7,9 @@ set -euo pipefail
 cache=${1:-${RECIPELIB_KUBE_CACHE:-$HOME/.cache/recipelib/kube-v1.20.2}}
 install() {
   echo "installing $* (Debian packages)"
-  if [ "$(id -u)" -ne 0 ]; then echo "need root for apt-get: sudo apt-get install $*" >&2; exit 1; fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "installing them needs root; run this, then run again:  sudo apt-get update && sudo apt-get install -y $*" >&2; exit 1
+  fi
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 command -v etcd >/dev/null || install etcd-server   # needed at run time, cached build or not

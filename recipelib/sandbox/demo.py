@@ -30,9 +30,25 @@ from recipelib.settings import NAMES, OVERLAY_ENV, SETTINGS_ENV
 
 log = logging.getLogger("recipelib.sandbox.demo")
 
-# A placeholder, not a credential: the sandbox's fake hub wants a token, and a real one has no business here.
-DEMO_TOKEN = "hf_localsandboxplaceholder000000"
 NOTEBOOKS = ROOT / "notebooks"
+
+
+def kernel_config() -> Any:
+    """The kernel manager's configuration for our papermill runs: CurveZMQ keys for the kernel's sockets.
+
+    ipykernel 7 (``IPKernelApp.init_sockets``) warns "Kernel is running over TCP without encryption" on every
+    start unless the manager provisioned CurveZMQ keys, which jupyter_client 8.10 does only when asked
+    (``KernelManager.transport_encryption``, default ``disabled``); ``auto`` provisions them where the
+    kernelspec declares ``supported_encryption: curve`` (ipykernel's does). The cause goes, not just the line:
+    the sockets are encrypted. An older jupyter_client ignores the setting.
+    """
+    import zmq
+    from traitlets.config import Config
+
+    config = Config()
+    if zmq.has("curve"):  # pyzmq's wheels have it; a pyzmq built without libsodium keeps the plain transport
+        config.KernelManager.transport_encryption = "auto"
+    return config
 
 
 def run_notebook(name: str, dest: Path, label: str, **parameters: Any) -> Path:
@@ -44,21 +60,22 @@ def run_notebook(name: str, dest: Path, label: str, **parameters: Any) -> Path:
     log.info("-> %s.ipynb %s", name, shown)
     start = time.monotonic()
     pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters=parameters, kernel_name="python3",
-                        cwd=str(dest), progress_bar=False)
+                        cwd=str(dest), progress_bar=False, config=kernel_config())
     log.info("   %s done in %.1f s", out.name, time.monotonic() - start)
     return out
 
 
 def _environment(out_dir: Path, sandbox: Sandbox) -> None:
     """What the notebooks' kernels inherit: no cluster of the user's, the sandbox's overlay, a settings file
-    of the run's (absent, so the overlay applies; the user's own is never read or written)."""
+    of the run's (absent, so the overlay applies; the user's own is never read or written), and no Hugging Face
+    token: the sandbox needs none (setup.ipynb stores a marked placeholder there), and a real one has no business
+    near it."""
     if sandbox.overlay is None:
         raise RecipelibError("the demo needs a sandbox that offers its settings (Sandbox(overlay=...))")
-    for name in NAMES:  # an exported KUBECONFIG or GCS_BUCKET would point the demo at a real cluster or bucket
+    for name in (*NAMES, "HF_TOKEN"):  # an exported KUBECONFIG or GCS_BUCKET would point at a real cluster or bucket
         os.environ.pop(name, None)
     os.environ[SETTINGS_ENV] = str(out_dir / "settings.yaml")
     os.environ[OVERLAY_ENV] = str(sandbox.overlay)
-    os.environ["HF_TOKEN"] = DEMO_TOKEN
 
 
 def run_demo(out_dir: Path, sandbox: Sandbox, *, model: str, experiments: str, monitor_timeout_s: int = 600) -> Path:

@@ -19,7 +19,12 @@ def _table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
 
-def show_plan(plan: BuildPlan) -> None:
+def show_plan(plan: BuildPlan | None) -> None:
+    """The build about to be submitted; ``None`` on the local sandbox, which has no Cloud Build."""
+    if plan is None:
+        print("The local sandbox has no Cloud Build: nothing to build here. Its benchmark pods replay a recorded "
+              "run and need no image. Run this notebook with your project's settings (setup.ipynb) to build one.")
+        return
     print(f"Image {plan.image}")
     print(_table([
         ("Cloud Build", f"{plan.parent} ({plan.machine_type}, {plan.disk_size_gb} GB disk, "

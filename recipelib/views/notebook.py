@@ -92,6 +92,8 @@ def show_deploy(result: DeployResult, *, show_yaml: bool = False) -> None:
         print("Wrote", path)
     for applied in result.applied:
         print(applied)
+    if result.note:
+        print(f"Note: {result.note}")
     if show_yaml:
         for obj in result.objects:
             print("---")
@@ -108,3 +110,17 @@ def show_releases(releases: list[Release]) -> None:
         return
     print(table([(r.name, r.status, r.model, r.run_id, r.created, len(r.objects)) for r in releases],
                 ("release", "status", "model", "run id", "created", "objects")))
+
+
+def show_uninstall(
+    release: str, deleted: list[str], releases: list[Release], namespace: str, *, dry_run: bool = False
+) -> None:
+    """What cleanup removed; for a release with nothing to remove, which releases there are (a typo shows)."""
+    if deleted:
+        verb = "Would delete" if dry_run else "Deleted"
+        print(f"{verb} {len(deleted)} object(s) of release {release}:", *deleted, sep="\n  ")
+        return
+    others = [r.name for r in releases if r.name != release]
+    there = f"Releases there: {', '.join(others)}." if others else "There are no recipelib releases there."
+    print(f"Release {release} not found in namespace {namespace}: nothing to delete (already removed, or a "
+          f"misspelt name). {there}")

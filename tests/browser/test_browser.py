@@ -1,8 +1,10 @@
 """The monitor notebook in a real browser: JupyterLab on loopback, Debian's Chromium driven by Playwright.
 
 It runs ``monitor.ipynb`` against the sandbox while a replay is in progress, and checks that the widget
-panel renders and updates live, that the run ends Complete, and that no cell errors. A screenshot is
-saved to ``test-artifacts/monitor-jupyterlab.png``.
+panel renders and updates live, that the run ends Complete, and that no cell errors; that the panel stays
+on top of its cell with the launcher's log collapsed below it (and opening when clicked), and that no label
+is cut. Screenshots are saved to ``test-artifacts/monitor-jupyterlab.png`` (log closed) and
+``test-artifacts/monitor-jupyterlab-log-open.png``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,21 @@ ERRORS = """() => {
 
 PANEL_SAYS = """() => { const p = document.querySelector('.recipelib-monitor');
   return !!p && p.innerText.includes('%s'); }"""
+# Where the panel, the log and the cell's printed text are, and whether any text in the panel is cut.
+LAYOUT = """() => {
+  const box = e => { const r = e.getBoundingClientRect(); return {top: r.top, bottom: r.bottom, height: r.height}; };
+  const panel = document.querySelector('.recipelib-monitor'), log = document.querySelector('.recipelib-log');
+  const area = panel.closest('.jp-OutputArea');
+  const printed = [...area.querySelectorAll('.jp-RenderedText')].filter(e => e.innerText.trim()).map(box);
+  const pre = log.querySelector('pre');
+  const cut = [...panel.querySelectorAll('.widget-html-content, .widget-label')]
+    .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).map(e => e.innerText);
+  const label = panel.querySelector('.recipelib-label .widget-html-content');
+  return {panel: box(panel), log: box(log), printed: printed, cut: cut,
+          logVisible: !!pre && pre.offsetParent !== null && pre.getBoundingClientRect().height > 0,
+          label: label.innerText, labelWhole: label.scrollWidth <= label.clientWidth + 1 && label.clientWidth > 0,
+          count: panel.querySelector('.recipelib-count').innerText};
+}"""
 
 
 def until(page, js: str, seconds: float, what: str) -> None:
@@ -139,6 +156,13 @@ def test_monitor_notebook_panel_renders_and_updates_live(lab, sandbox, ns):
             time.sleep(0.5)
         until(page, KERNEL_READY, 60, "the kernel to be idle again")
         page.screenshot(path=str(ARTIFACTS / "monitor-jupyterlab.png"), full_page=True)
+        closed = page.evaluate(LAYOUT)
+        page.click(".recipelib-log .jupyter-widget-Collapse-header")  # open the log
+        until(page, "() => { const p = document.querySelector('.recipelib-log pre');"
+                    " return !!p && p.getBoundingClientRect().height > 0; }", 20, "the log to open")
+        opened = page.evaluate(LAYOUT)
+        log_text = page.inner_text(".recipelib-log pre")
+        page.screenshot(path=str(ARTIFACTS / "monitor-jupyterlab-log-open.png"), full_page=True)
         errors = page.evaluate(ERRORS)
         browser.close()
     assert errors == []
@@ -147,3 +171,12 @@ def test_monitor_notebook_panel_renders_and_updates_live(lab, sandbox, ns):
     assert any("build" in h or "download" in h for h in headers[:-1])
     assert bars[-1] == "100%" and bars[0] != "100%"
     assert plan.release in headers[-1]
+    # the panel stays on top: above the collapsed log and above everything the cell prints
+    assert closed["panel"]["bottom"] <= closed["log"]["top"] + 1, closed
+    assert closed["printed"] and all(closed["panel"]["bottom"] <= p["top"] + 1 for p in closed["printed"]), closed
+    assert not closed["logVisible"] and opened["logVisible"]
+    assert opened["panel"] == closed["panel"]  # opening the log moves nothing above it
+    assert "RECIPE_EVENT" not in log_text and "build finished in" in log_text
+    # labels whole: "experiments", not "experime..."
+    assert closed["label"] == "experiments" and closed["labelWhole"], closed
+    assert closed["count"] == "1/1 done" and closed["cut"] == [], closed

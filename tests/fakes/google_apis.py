@@ -11,12 +11,20 @@ While a build "runs", the fake reads the uploaded source tarball from fake-gcs-s
 storage API) and appends Cloud Build-style lines to ``log-<id>.txt`` in the logs bucket there, ending
 some writes mid-line, as a live log object does.
 
+A successful build reports what it pushed as the REST API does: ``results.images[]`` with ``name`` (the
+reference as given to ``docker push``), ``digest`` and ``pushTiming``, and ``results.buildStepImages`` (one
+digest per step), the fields of google-cloud-build's ``Results`` and ``BuiltImage`` messages
+(google/devtools/cloudbuild/v1/cloudbuild.proto, read in google-cloud-build 3.43). The pushed digest is
+the sha256 of what was built (the source tarball and the image name), so two builds of different sources
+never share one; the pushed tag then points at it in the Artifact Registry half of the fake.
+
 It also answers Cloud Storage upload paths with a 403 when told to (``deny={"storage"}``), so a client
 pointed at it sees what a user without storage permissions sees.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -32,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 STATUS = {"QUEUED": 1, "WORKING": 2, "SUCCESS": 3, "FAILURE": 4, "PENDING": 10}
 MACHINE_TYPE = {6: "E2_HIGHCPU_32", 5: "E2_HIGHCPU_8"}
 DIGEST = "sha256:" + "ab" * 32
+"""The digest ``add_tag`` gives a tag a test creates by hand; a build's push has a digest of its own."""
 
 _BUILDS = re.compile(r"^/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/builds$")
 _BUILD = re.compile(r"^/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/builds/(?P<id>[^/]+)$")
@@ -61,6 +70,8 @@ class FakeBuild:
     status: str = "QUEUED"
     steps: list[dict[str, Any]] = field(default_factory=list)
     log: str = ""
+    digest: str = ""
+    """What the push step reports, ``sha256:...`` of the source tarball and the image name."""
 
     @property
     def image(self) -> str:
@@ -189,6 +200,7 @@ class FakeGoogleAPIs:
             id=str(uuid.uuid4()), project=project, location=location, request=request, outcome=self.outcome,
             logs_bucket=request.get("logsBucket") or f"gs://{self.logs_bucket}", source_files=names,
         )
+        build.digest = "sha256:" + hashlib.sha256(data + build.image.encode()).hexdigest()
         build.steps = [{"id": s.get("id", ""), "name": s["name"], "status": "QUEUED"} for s in request["steps"]]
         self.builds[build.id] = build
         operation = {
@@ -221,22 +233,18 @@ class FakeGoogleAPIs:
                 f"Fetching storage object: gs://{src['bucket']}/{src['object']}#{src['generation']}\n"
                 f"Copying gs://{src['bucket']}/{src['object']}#{src['generation']}...\n"
                 f"BUILD\nStarting {step0}\n{step0}: Sending build context to Docker daemon  {len(build.source_files)}"
-                f" files\n{step0}: Step 1/14 : ARG TRITON_SERV",  # the write ends mid-line
+                f" files\n{step0}: Step 1/14 : ARG BASE_IM",  # the write ends mid-line
             )
         elif stage == 2:
-            subs = build.request.get("substitutions", {})
-            tail = (
-                f"ER_VERSION={subs.get('_TRITON_SERVER_VERSION')}\n"
-                f"{step0}: Step 2/14 : FROM nvcr.io/nvidia/tritonserver:{subs.get('_TRITON_SERVER_VERSION')}\n"
-            )
+            base = build.request.get("substitutions", {}).get("_BASE_IMAGE")
+            tail = f"AGE={base}\n{step0}: Step 2/14 : FROM ${{BASE_IMAGE}}\n"
             if build.outcome == "FAILURE":
                 build.status = "FAILURE"
                 build.steps[0].update(status="FAILURE", timing={"startTime": "2025-05-28T22:00:05Z",
                                                                  "endTime": "2025-05-28T22:00:47Z"})
                 self.write_log(
                     build,
-                    tail + f"{step0}: manifest for nvcr.io/nvidia/tritonserver:{subs.get('_TRITON_SERVER_VERSION')} "
-                    "not found: manifest unknown: manifest unknown\n"
+                    tail + f"{step0}: manifest for {base} not found: manifest unknown: manifest unknown\n"
                     f"Finished {step0}\nERROR\n"
                     'ERROR: build step 0 "gcr.io/cloud-builders/docker" failed: step exited with non-zero status: 1\n',
                 )
@@ -257,10 +265,11 @@ class FakeGoogleAPIs:
                                                       "endTime": "2025-05-28T22:43:10Z"})
             self.write_log(
                 build,
-                f'Step #1 - "push": {build.request["substitutions"]["_TRTLLM_VERSION"]}: digest: {DIGEST} size: 9512\n'
+                f'Step #1 - "push": {build.request["substitutions"]["_TRTLLM_VERSION"]}: digest: {build.digest} '
+                'size: 9512\n'
                 f'Finished Step #1 - "push"\nPUSH\nPushing {build.image}\nDONE',  # the real log ends without "\n"
             )
-            self.add_tag(build.image)
+            self.add_tag(build.image, build.digest)
 
     def as_json(self, build: FakeBuild) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -280,7 +289,11 @@ class FakeGoogleAPIs:
         if build.status in ("SUCCESS", "FAILURE"):
             out["finishTime"] = "2025-05-28T22:43:11Z" if build.status == "SUCCESS" else "2025-05-28T22:00:48Z"
         if build.status == "SUCCESS":
-            out["results"] = {"images": [{"name": build.image, "digest": DIGEST}]}
+            out["results"] = {
+                "images": [{"name": build.image, "digest": build.digest,
+                            "pushTiming": {"startTime": "2025-05-28T22:41:06Z", "endTime": "2025-05-28T22:43:10Z"}}],
+                "buildStepImages": ["sha256:" + hashlib.sha256(s["name"].encode()).hexdigest() for s in build.steps],
+            }
         if build.status == "FAILURE":
             out["statusDetail"] = 'Build step failure: build step 0 "gcr.io/cloud-builders/docker" failed'
             out["failureInfo"] = {"type": 3, "detail": 'Build step failure: build step 0 "gcr.io/cloud-builders/'

@@ -73,7 +73,8 @@ def test_failed_run_says_why_and_shows_the_last_lines(sandbox, ns, capsys):
     plan = deploy(sandbox, ns, overrides={"backoff_limit": 0})
     outcome = wait(ns, plan.release, timeout_s=120, poll_s=0.5)
     assert not outcome.succeeded and outcome.status.state == "Failed"
-    assert "exit code 1" in outcome.status.reason
+    assert outcome.status.reason.startswith("1 of 1 experiment(s) failed; isl128-osl128-n30000: ")  # the launcher's
+    assert outcome.status.reason.endswith("(launcher exit code 1)")
     assert outcome.status.progress.failed_experiments == ("isl128-osl128-n30000",)
     assert outcome.last_lines and any("RECIPE_EVENT" in line for line in outcome.last_lines)
     with pytest.raises(recipelib.RecipelibError, match="failed"):

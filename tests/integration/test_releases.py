@@ -78,18 +78,29 @@ def test_a_field_owned_by_another_manager_is_reported_as_a_conflict(cluster, set
 
 
 def test_a_different_run_under_the_same_release_is_explained(cluster, settings):
-    deploy(plan_benchmark(settings, "meta-llama/Llama-3.1-8B", "128/128/100", user="alice"), cluster)
+    first = plan_benchmark(settings, "meta-llama/Llama-3.1-8B", "128/128/100", user="alice")
+    deploy(first, cluster)
+    second = plan_benchmark(settings, "meta-llama/Llama-3.1-8B", "128/128/200", user="alice")
     with pytest.raises(ClusterError) as e:
-        deploy(plan_benchmark(settings, "meta-llama/Llama-3.1-8B", "128/128/200", user="alice"), cluster)
-    assert e.value.status == 422
-    assert "Uninstall the release first" in str(e.value)
+        deploy(second, cluster)
+    message = str(e.value)
+    assert f"already holds run {first.run_id}" in message and f"this deploy is run {second.run_id}" in message
+    assert "Uninstall the release first" in message and "another release name" in message
+    assert "Nothing was changed" in message and "\n" not in message
 
 
 def test_server_dry_run_stores_nothing(cluster, settings):
     plan = plan_benchmark(settings, "meta-llama/Llama-3.1-8B", user="alice")
     result = deploy(plan, cluster, dry_run=True)
-    assert [a.action for a in result.applied] == ["valid (dry run)"] * 3
+    assert [(a.action, a.dry_run) for a in result.applied] == [("created", True)] * 3
+    assert str(result.applied[-1]) == f"Job/{plan.release} would be created (dry run)"
     assert objects_of(cluster) == {}
+    # a dry run of a deployed release says what would change, and changes nothing either
+    deploy(plan, cluster)
+    before = objects_of(cluster)
+    again = deploy(plan, cluster, dry_run=True)
+    assert [(a.action, a.dry_run) for a in again.applied] == [("unchanged", True)] * 3
+    assert objects_of(cluster) == before
 
 
 def test_list_and_uninstall_remove_exactly_the_releases_objects(cluster, settings):
@@ -129,5 +140,8 @@ def test_apply_reports_an_unreachable_server_clearly(tmp_path):
     config.verify_ssl = False
     config.retries = 0
     broken = Cluster(kubernetes.client.ApiClient(config), "default", "nowhere")
-    with pytest.raises(ClusterError, match="cannot reach the API server"):
+    with pytest.raises(ClusterError) as e:
         apply(broken, [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}])
+    assert str(e.value).startswith(
+        f"cannot reach the Kubernetes API at {config.host}: connection refused; if this is the local sandbox, "
+        "start it with `python -m recipelib.sandbox start`")

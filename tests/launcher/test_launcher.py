@@ -1,7 +1,9 @@
 """The launcher end to end, as a real subprocess against stand-ins for trtllm-bench and the hub.
 
 Each test gets a fresh fake node (``launcher/testing/harness.py``): local-SSD folders, a fake hub, and
-stand-ins that accept only the real command lines of the TensorRT-LLM version they pretend to be.
+stand-ins that accept only the real command lines of the TensorRT-LLM version they pretend to be (the
+harness' default is the recipe's 0.17.0.post1: no --report_json, so the printed report is the result).
+Version coverage across the CLI tables is in ``test_launcher_versions.py``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ def one(node: Node, **overrides: object) -> dict[str, object]:
     return node.config(experiments=[SWEEP[0]], **overrides)
 
 
+def runs(node: Node, tool: str | None = None, subcommand: str | None = None) -> list[dict[str, object]]:
+    """Calls that did work: the launcher also asks each tool for ``--help``, which is reading, not running."""
+    return [c for c in node.calls(tool, subcommand) if "--help" not in c["argv"]]
+
+
 def run_dir(node: Node, run_id: str = "run-1") -> Path:
     return node.results / "bench-acme-tiny" / run_id
 
@@ -62,42 +69,40 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 # -- the sweep ------------------------------------------------------------------------------------------
 
 
-def test_sweep_builds_once_and_reports_every_experiment(node: Node) -> None:
+def test_sweep_builds_an_engine_per_dataset_and_reports_every_experiment(node: Node) -> None:
     result = node.run(node.config())
     assert result.returncode == 0, result.stdout
 
-    assert len(node.calls("download")) == 1
-    builds = node.calls("trtllm-bench", "build")
-    assert len(builds) == 1
-    build_argv = builds[0]["argv"]
-    # one engine long enough for the longest request of the sweep (9000 + 100)
-    assert build_argv[build_argv.index("--max_seq_len") + 1] == "9100"
-    assert len(node.calls("trtllm-bench", "throughput")) == 3
+    assert len(runs(node, "download")) == 1
+    builds = runs(node, "trtllm-bench", "build")
+    # NVIDIA's method: each engine built by trtllm-bench from its experiment's own dataset
+    assert [b["argv"][b["argv"].index("--dataset") + 1].split("/")[-2] for b in builds] == IDS
+    assert len(runs(node, "trtllm-bench", "throughput")) == 3
 
     folder = run_dir(node)
     for exp_id in IDS:
         names = {p.name for p in (folder / exp_id).iterdir()}
-        assert {"report.json", "report.txt", "metadata.json", "launcher.log"} <= names
-        report = json.loads((folder / exp_id / "report.json").read_text())
-        assert report["performance"]["request_throughput_req_s"] > 0
+        assert {"report.txt", "metadata.json", "launcher.log"} <= names and "report.json" not in names
         assert "= PERFORMANCE OVERVIEW" in (folder / exp_id / "report.txt").read_text()
         meta = json.loads((folder / exp_id / "metadata.json").read_text())
-        assert meta["status"] == "succeeded" and meta["error"] is None
+        assert meta["status"] == "succeeded" and meta["error"] is None and meta["report_source"] == "report.txt"
+        assert (meta["flow"], meta["backend"], meta["engine_method"]) == ("engine", "tensorrt", "per-dataset")
         assert meta["versions"]["tensorrt_llm"] == "0.17.0.post1"
         assert meta["gpus"]["count"] == 8 and meta["gpus"]["gpus"][0]["name"] == "NVIDIA H200"
         assert meta["commands"]["benchmark"][0] == str(node.bench)
-        assert "--report_json" in meta["commands"]["benchmark"]
+        assert "--report_json" not in meta["commands"]["benchmark"]  # 0.17's throughput does not list it
         assert meta["engine"]["key"] in meta["commands"]["benchmark"][meta["commands"]["benchmark"].index(
             "--engine_dir") + 1]
         assert set(meta["phases"]) >= {"download", "build", "dataset", "benchmark", "upload"}
-    # the 9000-token prompts exceed the engine's 8192-token budget: chunked context is asked for
+    # the 9000-token prompts exceed the engine's 8192-token budget, but 0.17 lists no --enable_chunked_context:
+    # chunking is that release's default
     long_prompt = json.loads((folder / IDS[1] / "metadata.json").read_text())["commands"]["benchmark"]
-    assert "--enable_chunked_context" in long_prompt and "--streaming" in long_prompt
+    assert "--enable_chunked_context" not in long_prompt and "--streaming" in long_prompt
     assert long_prompt[long_prompt.index("--concurrency") + 1] == "4"
 
     run = json.loads((folder / "run.json").read_text())
-    assert run["status"] == "succeeded" and run["exit_code"] == 0
-    assert [e["id"] for e in run["experiments"]] == IDS
+    assert run["status"] == "succeeded" and run["exit_code"] == 0 and run["engine_method"] == "per-dataset"
+    assert [e["id"] for e in run["experiments"]] == IDS and len({e["engine"] for e in run["experiments"]}) == 3
     assert {e["status"] for e in run["experiments"]} == {"succeeded"}
     assert run["model"] == MODEL and run["tp_size"] == 8 and run["versions"]["tensorrt_llm"] == "0.17.0.post1"
     assert assert_follows_layout(folder) == dict.fromkeys(IDS, "succeeded")
@@ -126,21 +131,35 @@ def test_second_run_on_the_same_node_builds_nothing_and_skips_the_download(node:
     second = node.run(node.config(run_id="run-2"))
     assert second.returncode == 0, second.stdout
 
-    assert len(node.calls("trtllm-bench", "build")) == 1
-    assert len(node.calls("download")) == 1
-    assert len(node.calls("trtllm-bench", "throughput")) == 6
-    assert second.find("download", "skipped") and second.find("build", "skipped")
+    assert len(runs(node, "trtllm-bench", "build")) == 3  # all from the first run
+    assert len(runs(node, "download")) == 1
+    assert len(runs(node, "trtllm-bench", "throughput")) == 6
+    assert second.find("download", "skipped") and len(second.find("build", "skipped")) == 3
     assert not second.find("build", "started")
     run = json.loads((run_dir(node, "run-2") / "run.json").read_text())
-    assert run["engine"]["built_now"] is False and run["checkpoint"]["downloaded_now"] is False
+    assert run["checkpoint"]["downloaded_now"] is False
+    for exp_id in IDS:
+        meta = json.loads((run_dir(node, "run-2") / exp_id / "metadata.json").read_text())
+        assert meta["engine"]["built_now"] is False
     assert {e["status"] for e in run["experiments"]} == {"succeeded"}
 
 
-def test_a_longer_sweep_gets_its_own_engine(node: Node) -> None:
-    assert node.run(node.config(run_id="run-1")).returncode == 0
+def test_experiments_with_identical_builds_share_one_engine(node: Node) -> None:
+    same_dataset = [dict(SWEEP[0]), dict(SWEEP[0], concurrency=8), dict(SWEEP[0], streaming=True)]
+    result = node.run(node.config(experiments=same_dataset))
+    assert result.returncode == 0, result.stdout
+    assert len(runs(node, "trtllm-bench", "build")) == 1
+    assert len(result.find("build", "skipped")) == 2 and len(runs(node, "trtllm-bench", "throughput")) == 3
+
+
+def test_a_shared_engine_covers_the_sweep_and_a_longer_sweep_gets_its_own(node: Node) -> None:
+    assert node.run(node.config(run_id="run-1", engine_method="shared")).returncode == 0
+    assert len(runs(node, "trtllm-bench", "build")) == 1  # one engine long enough for 9000 + 100
+    meta = json.loads((run_dir(node) / IDS[0] / "metadata.json").read_text())
+    assert meta["engine_method"] == "shared" and meta["engine"]["method"] == "shared"
     longer = [*SWEEP, {"isl": 20000, "osl": 2000, "num_requests": 2, "concurrency": None, "streaming": False}]
-    assert node.run(node.config(run_id="run-2", experiments=longer)).returncode == 0
-    builds = node.calls("trtllm-bench", "build")
+    assert node.run(node.config(run_id="run-2", experiments=longer, engine_method="shared")).returncode == 0
+    builds = runs(node, "trtllm-bench", "build")
     assert [b["argv"][b["argv"].index("--max_seq_len") + 1] for b in builds] == ["9100", "22000"]
     assert len([p for p in (node.ssd / "engines").iterdir() if p.is_dir()]) == 2
 
@@ -148,7 +167,7 @@ def test_a_longer_sweep_gets_its_own_engine(node: Node) -> None:
 def test_a_killed_run_resumes_only_what_is_missing_and_overwrites_nothing(node: Node) -> None:
     proc = node.start(node.config(), STANDIN_SLEEP_ISL="9000:60")
     wait_for_event(proc, lambda e: e["phase"] == "benchmark" and e["state"] == "started" and e.get("index") == 2)
-    wait_until(lambda: len(node.calls("trtllm-bench", "throughput")) == 2)  # the benchmark is running
+    wait_until(lambda: len(runs(node, "trtllm-bench", "throughput")) == 2)  # the benchmark is running
     kill_group(proc)
 
     folder = run_dir(node)
@@ -161,10 +180,10 @@ def test_a_killed_run_resumes_only_what_is_missing_and_overwrites_nothing(node: 
     assert snapshot(folder / IDS[0]) == before  # same bytes, never rewritten
     skipped = resumed.find("benchmark", "skipped")
     assert [e["experiment"] for e in skipped] == [IDS[0]]
-    benches = [c["argv"] for c in node.calls("trtllm-bench", "throughput")]
+    benches = [c["argv"] for c in runs(node, "trtllm-bench", "throughput")]
     per_exp = {i: sum(1 for a in benches if f"/{i}/dataset.jsonl" in " ".join(a)) for i in IDS}
     assert per_exp == {IDS[0]: 1, IDS[1]: 2, IDS[2]: 1}  # the killed one again, the rest once
-    assert len(node.calls("trtllm-bench", "build")) == 1 and len(node.calls("download")) == 1
+    assert len(runs(node, "trtllm-bench", "build")) == 3 and len(runs(node, "download")) == 1
     run = json.loads((folder / "run.json").read_text())
     assert {e["status"] for e in run["experiments"]} == {"succeeded"}
     attempts = sorted(p.name for p in (folder / ".attempts").iterdir())
@@ -175,7 +194,7 @@ def test_a_killed_run_resumes_only_what_is_missing_and_overwrites_nothing(node: 
     everything = snapshot(folder)
     again = node.run(node.config())
     assert again.returncode == 0 and again.find("run", "skipped")
-    assert len(node.calls("trtllm-bench", "throughput")) == 4
+    assert len(runs(node, "trtllm-bench", "throughput")) == 4
     assert snapshot(folder) == everything
 
 
@@ -183,8 +202,8 @@ def test_sigterm_stops_the_benchmark_and_records_nothing_as_done(node: Node) -> 
     """Kubernetes stops a pod with SIGTERM: the child goes too, and the experiment stays to be resumed."""
     proc = node.start(one(node), STANDIN_SLEEP_ISL="128:60")
     wait_for_event(proc, lambda e: e["phase"] == "benchmark" and e["state"] == "started")
-    wait_until(lambda: len(node.calls("trtllm-bench", "throughput")) == 1)
-    bench_pid = node.calls("trtllm-bench", "throughput")[0]["pid"]
+    wait_until(lambda: len(runs(node, "trtllm-bench", "throughput")) == 1)
+    bench_pid = runs(node, "trtllm-bench", "throughput")[0]["pid"]
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 143
@@ -202,18 +221,19 @@ def _proc_state(pid: int) -> str:
         return "Z"
 
 
-def test_report_without_metadata_is_recovered_not_rerun(node: Node) -> None:
-    """A pod that died between uploading report.json and metadata.json: the report stands."""
+@pytest.mark.parametrize("report", ["report.json", "report.txt"])
+def test_report_without_metadata_is_recovered_not_rerun(node: Node, report: str) -> None:
+    """A pod that died between uploading a report and metadata.json: the report stands."""
     exp = run_dir(node) / IDS[0]
     exp.mkdir(parents=True)
-    (exp / "report.json").write_text('{"performance": {"request_throughput_req_s": 1.0}}')
+    (exp / report).write_text('{"performance": {"request_throughput_req_s": 1.0}}')
     result = node.run(node.config())
     assert result.returncode == 0, result.stdout
-    assert len(node.calls("trtllm-bench", "throughput")) == 2
+    assert len(runs(node, "trtllm-bench", "throughput")) == 2
     meta = json.loads((exp / "metadata.json").read_text())
     assert meta["recovered"] is True and meta["status"] == "succeeded"
     assert assert_follows_layout(run_dir(node)) == dict.fromkeys(IDS, layout.SUCCEEDED)
-    assert (exp / "report.json").read_text() == '{"performance": {"request_throughput_req_s": 1.0}}'
+    assert (exp / report).read_text() == '{"performance": {"request_throughput_req_s": 1.0}}'
 
 
 # -- failures -------------------------------------------------------------------------------------------
@@ -223,8 +243,8 @@ def test_a_failing_experiment_does_not_stop_the_others(node: Node) -> None:
     result = node.run(node.config(), STANDIN_FAIL_ISL="9000")
     assert result.returncode == 1
     folder = run_dir(node)
-    assert (folder / IDS[0] / "report.json").is_file() and (folder / IDS[2] / "report.json").is_file()
-    assert not (folder / IDS[1] / "report.json").exists()
+    assert (folder / IDS[0] / "report.txt").is_file() and (folder / IDS[2] / "report.txt").is_file()
+    assert not (folder / IDS[1] / "report.txt").exists()
     meta = json.loads((folder / IDS[1] / "metadata.json").read_text())
     assert meta["status"] == "failed" and "exited with code 1" in meta["error"]
     assert "Simulated failure" in meta["error"]
@@ -244,7 +264,7 @@ def test_exit_zero_without_a_report_is_a_failure(node: Node) -> None:
     assert result.returncode == 1
     meta = json.loads((run_dir(node) / IDS[2] / "metadata.json").read_text())
     assert meta["status"] == "failed"
-    assert "exited 0 but wrote no report (out of memory)" in meta["error"]
+    assert "exited 0 but printed no PERFORMANCE OVERVIEW (out of memory)" in meta["error"]
     assert meta["phases"]["benchmark"]["exit_code"] == 0
     assert "out of memory" in (run_dir(node) / IDS[2] / "benchmark.log").read_text()
     assert not (run_dir(node) / IDS[2] / "report.txt").exists()  # report.txt always means a report
@@ -253,7 +273,7 @@ def test_exit_zero_without_a_report_is_a_failure(node: Node) -> None:
 def test_a_failed_build_leaves_no_engine_and_a_retry_builds_it(node: Node) -> None:
     failed = node.run(one(node), STANDIN_BUILD_FAIL="1")
     assert failed.returncode == 4
-    assert failed.find("build", "failed") and not node.calls("trtllm-bench", "throughput")
+    assert failed.find("build", "failed") and not runs(node, "trtllm-bench", "throughput")
     engines = node.ssd / "engines"
     assert [p.name for p in engines.iterdir() if p.is_dir()] == []  # neither engine nor temp folder
     assert not (run_dir(node) / "run.json").exists()  # not closed: the Job's retry may try again
@@ -265,7 +285,7 @@ def test_a_failed_build_leaves_no_engine_and_a_retry_builds_it(node: Node) -> No
     (killed / "acme" / "rank0.safetensors").write_bytes(b"quantized checkpoint")
     retry = node.run(one(node))
     assert retry.returncode == 0, retry.stdout
-    assert len(node.calls("trtllm-bench", "build")) == 2 and len(node.calls("download")) == 1
+    assert len(runs(node, "trtllm-bench", "build")) == 2 and len(runs(node, "download")) == 1
     assert not killed.exists()
 
 
@@ -277,7 +297,7 @@ def test_a_missing_tool_stops_the_run_before_any_work(node: Node, variable: str,
     result = node.run(one(node), **{variable: str(node.root / "missing" / "tool")})
     assert result.returncode == 4
     assert message in result.events[-1]["error"]
-    assert not node.calls("download") and not node.calls("trtllm-bench", "build")
+    assert not runs(node, "download") and not runs(node, "trtllm-bench", "build")
     assert not (run_dir(node) / "run.json").exists()
 
 
@@ -287,7 +307,7 @@ def test_a_partial_download_is_never_marked_complete(node: Node) -> None:
     assert "shards missing" in partial.find("download", "failed")[0]["error"]
     assert not (node.ssd / "models" / MODEL / ".recipe-download-complete.json").exists()
     retry = node.run(one(node))
-    assert retry.returncode == 0 and len(node.calls("download")) == 2
+    assert retry.returncode == 0 and len(runs(node, "download")) == 2
 
 
 def test_the_token_never_appears_in_logs_events_or_results(node: Node) -> None:
@@ -307,7 +327,7 @@ def test_two_pods_on_one_node_build_the_engine_once(node: Node) -> None:
     second = node.start(one(node, run_id="run-b"), STANDIN_BUILD_SLEEP="1.5")
     outputs = [p.communicate(timeout=60)[0] for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outputs
-    assert len(node.calls("trtllm-bench", "build")) == 1
+    assert len(runs(node, "trtllm-bench", "build")) == 1
     assert sum("engine built by another pod" in out for out in outputs) == 1
 
 
@@ -326,67 +346,13 @@ def test_bad_config_values_are_rejected_naming_the_field(node: Node) -> None:
     assert result.events[-1]["state"] == "failed" and not node.calls()
 
 
-@pytest.mark.parametrize(
-    ("version", "markers", "per_request"),
-    [
-        ("0.17.0.post1", ["= ENGINE DETAILS", "Token Throughput (tokens/sec):", "= STREAMING STATISTICS"], None),
-        ("0.20.0", ["= REQUEST DETAILS", "Total Output Throughput (tokens/sec):"], "--output_json"),
-        ("0.21.0", ["Per User Output Throughput [w/ ctx] (tps/user):", "[TTFT] P99"], "--output_json"),
-        ("1.0.0", ["= MACHINE DETAILS", "EP Size:"], "--request_json"),
-    ],
-)
-def test_each_supported_version_gets_its_own_command_line(
-    tmp_path: Path, version: str, markers: list[str], per_request: str | None
-) -> None:
-    """The stand-in of each version accepts only that version's flags, and prints that version's report.
-
-    The project's report parser (recipelib.results.reports) reads both the text and the JSON report, and they
-    agree: the stand-in's output is a real format, not one made up for these tests.
-    """
-    from recipelib.results.reports import parse_report
-
-    node = Node(tmp_path, version=version)
-    result = node.run(node.config(experiments=[SWEEP[1]]))
-    assert result.returncode == 0, result.stdout
-    folder = run_dir(node) / IDS[1]
-    text = (folder / "report.txt").read_text()
-    assert all(m in text for m in markers), text
-    argv = json.loads((folder / "metadata.json").read_text())["commands"]["benchmark"]
-    assert ("--backend" in argv) == (version >= "0.21")  # engines need --backend tensorrt from 0.21
-    if per_request:
-        assert per_request in argv and (folder / "requests.json").is_file()
-    else:
-        assert "--output_json" not in argv and "--request_json" not in argv
-    [from_text] = parse_report(text, name="report.txt")
-    [from_json] = parse_report((folder / "report.json").read_bytes(), name="report.json")
-    assert from_text.output_throughput == pytest.approx(from_json.output_throughput, rel=1e-4)
-    assert from_text.request_throughput == pytest.approx(from_json.request_throughput, rel=1e-4)
-
-
-def test_pytorch_backend_builds_no_engine(tmp_path: Path) -> None:
-    node = Node(tmp_path, version="1.0.0")
-    result = node.run(node.config(backend="pytorch", quantization=None, tp_size=4, ep_size=2))
-    assert result.returncode == 0, result.stdout
-    assert not node.calls("trtllm-bench", "build")
-    assert result.find("build", "skipped")[0]["reason"].startswith("pytorch")
-    argv = node.calls("trtllm-bench", "throughput")[0]["argv"]
-    assert argv[argv.index("--backend") + 1] == "pytorch" and "--engine_dir" not in argv
-    assert argv[argv.index("--tp") + 1] == "4" and argv[argv.index("--ep") + 1] == "2"
-
-
-def test_pytorch_backend_on_an_engine_era_version_is_refused(node: Node) -> None:
-    result = node.run(one(node, backend="pytorch"))
-    assert result.returncode == 4
-    assert "needs TensorRT-LLM 0.19 or later" in result.stdout
-
-
 def test_plan_option_prints_the_plan_and_runs_nothing(node: Node) -> None:
     result = node.run(node.config(), "--plan")
     assert result.returncode == 0, result.stdout
     plan = json.loads(result.stdout)
-    assert plan["download"] is True and len(plan["builds"]) == 1 and plan["run"] == IDS
-    assert plan["trtllm_version"] == "0.17.0.post1"
-    assert not node.calls("trtllm-bench", "build") and not node.calls("download")
+    assert plan["download"] is True and len(plan["builds"]) == 3 and plan["run"] == IDS
+    assert plan["trtllm_version"] == "0.17.0.post1" and plan["engine_method"] == "per-dataset"
+    assert not runs(node) and not node.ssd.exists()
 
 
 # -- preflight ------------------------------------------------------------------------------------------
@@ -405,7 +371,7 @@ def test_unhealthy_preflight_in_enforce_mode_stops_the_run(node: Node) -> None:
     result = node.run(one(node, preflight={"enabled": True, "mode": "enforce"}), STANDIN_PREFLIGHT="unhealthy")
     assert result.returncode == 3
     assert "below its threshold" in result.find("preflight", "failed")[0]["error"]
-    assert not node.calls("download") and not node.calls("trtllm-bench", "throughput")
+    assert not runs(node, "download") and not runs(node, "trtllm-bench", "throughput")
     attempt = next((run_dir(node) / ".attempts").iterdir())
     assert json.loads((attempt / "preflight.json").read_text())["status"] == "fail"
 

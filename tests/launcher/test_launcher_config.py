@@ -19,12 +19,15 @@ from helpers import REPO
 sys.path.insert(0, str(REPO / "launcher"))
 
 import bench
-from bench import BenchOutputs, BuildTuning, TrtllmVersion, check_report, throughput_command
-from config import ConfigError, Experiment, load_config, parse_config
-from engine import EngineSpec
+import tool_cli
+from bench import BenchOutputs, BuildTuning, check_report, throughput_command
+from config import ConfigError, Experiment, LauncherConfig, load_config, parse_config
 from events import EventLog, Redactor, parse_event
-from plan import CacheState, plan_setup
+from plan import CacheState, engine_specs, plan_setup
 from store import LocalStore, StoreError, open_store
+from tool_cli import Tools, read_tools
+
+TESTING = REPO / "launcher" / "testing"
 
 NVIDIA_SWEEP = [(128, 128), (128, 2048), (128, 4096), (500, 2000), (1000, 1000), (2048, 128), (2048, 2048),
                 (5000, 500), (20000, 2000)]
@@ -92,6 +95,9 @@ def test_experiment_ids() -> None:
         (lambda d: d.update(preflight={"enabled": True, "mode": "strict"}), "preflight.mode: must be one of enforce"),
         (lambda d: d.update(preflight={"enable": True}), "preflight.enable: unknown key; did you mean 'enabled'?"),
         (lambda d: d.pop("results"), "results: is required"),
+        (lambda d: d.update(checkpoint="FP8"), "checkpoint: must be a Hugging Face id"),
+        (lambda d: d.update(engine_method="per-experiment"), "engine_method: must be one of per-dataset, shared"),
+        (lambda d: d.update(backend="pytorch", engine_method="shared"), "engine_method: applies only to backend"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_field(change: Any, expected: str) -> None:
@@ -110,10 +116,19 @@ def test_every_problem_is_reported_at_once() -> None:
         "bogus: unknown key; allowed: " + ", ".join([
             "release", "run_id", "model", "backend", "tp_size", "pp_size", "kv_cache_free_gpu_mem_fraction",
             "checkpoint_dir", "workspace", "engine_cache_dir", "results", "experiments", "ep_size", "quantization",
-            "max_batch_size", "max_num_tokens", "preflight"]),
+            "max_batch_size", "max_num_tokens", "preflight", "checkpoint", "engine_method"]),
         "tp_size: must be a positive integer, got 0",
         "experiments[3].isl: must be a positive integer, got -5",
     ]
+
+
+def test_checkpoint_and_engine_method_defaults() -> None:
+    cfg = parse_config(base())
+    assert (cfg.checkpoint, cfg.engine_method, cfg.flow) == ("meta-llama/Llama-3.1-405B", "per-dataset", "engine")
+    fp8 = parse_config(base() | {"backend": "pytorch", "quantization": None,
+                                 "checkpoint": "nvidia/Llama-3.1-405B-Instruct-FP8"})
+    assert fp8.checkpoint_path == Path("/ssd/models/nvidia/Llama-3.1-405B-Instruct-FP8")
+    assert (fp8.engine_method, fp8.flow) == (None, "pytorch")
 
 
 def test_yaml_and_json_files(tmp_path: Path) -> None:
@@ -139,40 +154,61 @@ def test_recipelib_renders_a_config_the_launcher_accepts() -> None:
                          experiments=(DeployExperiment(128, 128, 30000), DeployExperiment(20000, 2000, 1000, 8, True)),
                          image="us-docker.pkg.dev/p/r/trtllm:0.17.0", bucket="my-bucket", results_prefix="benchmarks")
     cfg = parse_config(json.loads(json.dumps(launcher_config(plan))))
+    assert cfg.checkpoint == spec.id and cfg.engine_method == "per-dataset" and cfg.flow == "engine"
     assert [e.id for e in cfg.experiments] == [e.id for e in plan.experiments]
     assert cfg.results == "/gcs/benchmarks" and cfg.max_seq_len == 22000
+
+
+def standin_tools(tmp_path: Path, version: str, monkeypatch: pytest.MonkeyPatch) -> Tools:
+    """The stand-in of ``version``, asked for its --help exactly as the launcher asks a real trtllm-bench."""
+    wrapper = tmp_path / "trtllm-bench"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{TESTING / "trtllm_bench.py"}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("STANDIN_VERSION", version)
+    monkeypatch.delenv(tool_cli.VERSION_ENV, raising=False)
+    return read_tools(str(wrapper), "a/b", sys.executable, TESTING / "prepare_dataset.py")
 
 
 # -- plan and engine key ----------------------------------------------------------------------------------
 
 
-def test_plan_builds_one_engine_for_a_sweep_and_none_when_cached() -> None:
+def test_plan_per_dataset_and_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = standin_tools(tmp_path, "0.17.0.post1", monkeypatch)
     cfg = parse_config(base())
-    version = TrtllmVersion("0.17.0.post1")
-    cold = plan_setup(cfg, version, CacheState())
-    assert cold.download and len(cold.builds) == 1 and len(cold.run) == 9
-    assert cold.builds[0].tuning.max_seq_len == 22000
-    warm = plan_setup(cfg, version, CacheState(checkpoint_complete=True, engines=frozenset({cold.builds[0].key})))
-    assert not warm.download and warm.builds == () and warm.engine == cold.builds[0]
-    finished = plan_setup(cfg, version, CacheState(done_experiments=frozenset(e.id for e in cfg.experiments)))
+    cold = plan_setup(cfg, tools, CacheState())
+    assert cold.download and len(cold.builds) == 9 and len(cold.run) == 9 and cold.engine_method == "per-dataset"
+    assert all("--dataset" in s.command and s.dataset_command for s in cold.builds)
+    warm = plan_setup(cfg, tools, CacheState(checkpoint_complete=True, engines=frozenset(s.key for s in cold.builds)))
+    assert not warm.download and warm.builds == () and warm.engines == cold.engines
+    shared = plan_setup(parse_config(base() | {"engine_method": "shared"}), tools, CacheState())
+    [engine] = shared.builds
+    assert engine.command[engine.command.index("--max_seq_len") + 1] == "22000" and shared.shared_engine == engine
+    finished = plan_setup(cfg, tools, CacheState(done_experiments=frozenset(e.id for e in cfg.experiments)))
     assert not finished.download and finished.builds == () and finished.run == ()
-    pytorch = plan_setup(parse_config(base() | {"backend": "pytorch"}), version, CacheState())
-    assert pytorch.builds == () and pytorch.engine is None
+    pytorch = plan_setup(parse_config(base() | {"backend": "pytorch"}), tools, CacheState())
+    assert pytorch.builds == () and pytorch.engines == {}
 
 
-def test_engine_key_changes_with_what_changes_the_engine() -> None:
+def test_engine_key_changes_with_what_changes_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = standin_tools(tmp_path, "0.17.0.post1", monkeypatch)
+
+    def key(cfg: LauncherConfig, t: Tools = tools) -> str:
+        return engine_specs(cfg, t)[cfg.experiments[-1].id].key
+
     cfg = parse_config(base())
-    key = EngineSpec.for_config(cfg, TrtllmVersion("0.17.0.post1")).key
-    assert key.startswith("llama-3-1-405b-tp8-pp1-fp8-trt0-17-0-post1-s22000-")
-    assert EngineSpec.for_config(parse_config(base()), TrtllmVersion("0.17.0.post1")).key == key
+    first = key(cfg)
+    assert first.startswith("llama-3-1-405b-tp8-pp1-fp8-trt0-17-0-post1-isl20000-osl2000-n1000-")
+    assert key(parse_config(base())) == first  # stable
+    assert key(parse_config(base() | {"checkpoint_dir": "/other"})) == first  # node paths are not identity
+    newer = standin_tools(tmp_path, "1.2.0", monkeypatch)
     others = [
-        EngineSpec.for_config(cfg, TrtllmVersion("0.18.0")),
-        EngineSpec.for_config(parse_config(base() | {"quantization": "NVFP4"}), TrtllmVersion("0.17.0.post1")),
-        EngineSpec.for_config(parse_config(base() | {"tp_size": 4, "pp_size": 2}), TrtllmVersion("0.17.0.post1")),
-        EngineSpec.for_config(parse_config(base() | {"experiments": base()["experiments"][:8]}),
-                              TrtllmVersion("0.17.0.post1")),
+        key(cfg, newer),
+        key(parse_config(base() | {"quantization": "NVFP4"})),
+        key(parse_config(base() | {"tp_size": 4, "pp_size": 2})),
+        key(parse_config(base() | {"checkpoint": "nvidia/Llama-3.1-405B-Instruct-FP8"})),
+        key(parse_config(base() | {"experiments": [dict(base()["experiments"][-1], num_requests=7)]})),
     ]
-    assert len({key, *(o.key for o in others)}) == 5
+    assert len({first, *others}) == 6
 
 
 def test_build_tuning() -> None:
@@ -185,34 +221,53 @@ def test_build_tuning() -> None:
 # -- command lines and reports ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("version", "backend_flag", "per_request"),
-    [("0.17.0.post1", None, None), ("0.19.0", None, "--output_json"), ("0.21.0", "tensorrt", "--output_json"),
-     ("1.0.0rc3", "tensorrt", "--request_json")],
-)
-def test_throughput_dialects(version: str, backend_flag: str | None, per_request: str | None) -> None:
+def test_build_commands_use_the_spelling_the_tool_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0.16's build spells --max_seq_length and its group has no --model_path; 1.2's has both newer forms."""
     cfg = parse_config(base())
+    tuning = BuildTuning.for_config(cfg)
+    old = bench.build_command(standin_tools(tmp_path, "0.16.0", monkeypatch).bench, cfg, workspace="/w",
+                              checkpoint="/c", tuning=tuning)
+    assert old[1:] == ["--model", cfg.model, "--workspace", "/w", "build", "--tp_size", "8", "--pp_size", "1",
+                       "--quantization", "FP8", "--max_seq_length", "22000"]
+    new = bench.build_command(standin_tools(tmp_path, "1.2.0", monkeypatch).bench, cfg, workspace="/w",
+                              checkpoint="/c", tuning=tuning)
+    assert new[1:] == ["--model", cfg.model, "--model_path", "/c", "--workspace", "/w", "build", "--tp_size", "8",
+                       "--pp_size", "1", "--quantization", "FP8", "--max_seq_len", "22000",
+                       "--target_input_len", "128", "--target_output_len", "128"]
+
+
+def test_throughput_options_not_listed_are_never_passed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = parse_config(base())
+    exp = Experiment(128, 128, 30, concurrency=None, streaming=True)
     out = BenchOutputs(Path("/w/exp"))
-    argv = throughput_command("trtllm-bench", cfg, TrtllmVersion(version), cfg.experiments[0], out, Path("/e"))
-    assert argv[:7] == ["trtllm-bench", "--model", cfg.model, "--model_path", str(cfg.checkpoint_path),
-                        "--workspace", "/ssd/workspace"]
-    assert argv[7] == "throughput" and argv[argv.index("--engine_dir") + 1] == "/e"
-    assert (argv[argv.index("--backend") + 1] if "--backend" in argv else None) == backend_flag
-    assert argv[argv.index("--report_json") + 1] == "/w/exp/report.json"
-    assert [f for f in ("--output_json", "--request_json") if f in argv] == ([per_request] if per_request else [])
+    old = standin_tools(tmp_path, "0.16.0", monkeypatch)
+    argv = throughput_command(old.bench, cfg, exp, out, workspace="/w", checkpoint="/c", engine_dir="/e")
+    assert "--report_json" not in argv and "--backend" not in argv and "--streaming" in argv
+    with pytest.raises(bench.UnsupportedOptionError, match="does not list --concurrency"):
+        throughput_command(old.bench, cfg, Experiment(128, 128, 30, concurrency=8), out, workspace="/w",
+                           checkpoint="/c", engine_dir="/e")
+    new = standin_tools(tmp_path, "1.2.0", monkeypatch)
+    argv = throughput_command(new.bench, cfg, exp, out, workspace="/w", checkpoint="/c", engine_dir="/e")
+    assert argv[argv.index("--backend") + 1] == "tensorrt" and argv[argv.index("--report_json") + 1] == str(
+        out.report_json)
 
 
-def test_dataset_command_is_the_recipes_synthetic_dataset() -> None:
-    argv = bench.dataset_command("python3", Path("/app/prepare_dataset.py"), Path("/ssd/m"), Experiment(128, 256, 30))
-    assert argv == ["python3", "/app/prepare_dataset.py", "--stdout", "--tokenizer", "/ssd/m", "token-norm-dist",
-                    "--num-requests", "30", "--input-mean", "128", "--output-mean", "256",
+def test_dataset_command_is_the_recipes_synthetic_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = standin_tools(tmp_path, "1.2.0", monkeypatch)
+    cfg = parse_config(base())
+    argv, to_stdout = bench.dataset_command(tools.dataset, tools.bench, cfg, "python3", Experiment(128, 256, 30),
+                                            "/ssd/m", "/w/d.jsonl", "/w")
+    assert to_stdout and tools.dataset.kind == "script"
+    assert argv == ["python3", str(TESTING / "prepare_dataset.py"), "--tokenizer", "/ssd/m", "--stdout",
+                    "token-norm-dist", "--num-requests", "30", "--input-mean", "128", "--output-mean", "256",
                     "--input-stdev", "0", "--output-stdev", "0"]
 
 
 def test_check_report(tmp_path: Path) -> None:
     rj, rt = tmp_path / "report.json", tmp_path / "report.txt"
-    rt.write_text("...\n= PERFORMANCE OVERVIEW \nToken Throughput (tokens/sec):\t1.0\n")
+    rt.write_text("...\n= PERFORMANCE OVERVIEW \nRequest Throughput (req/sec):   30.5816\n")
     assert "wrote no report" in check_report(rj, rt, 0, ())
+    assert check_report(None, rt, 0, ()) is None  # no --report_json: the printed report is the result
     rj.write_text(json.dumps({"performance": {"request_throughput_req_s": 30.5}}))
     assert check_report(rj, rt, 0, ()) is None
     assert "exited with code 1" in check_report(rj, rt, 1, ("boom",))
@@ -224,12 +279,9 @@ def test_check_report(tmp_path: Path) -> None:
     rt.write_text("[TensorRT-LLM][ERROR] CUDA runtime error: out of memory\n")
     expected = "trtllm-bench wrote report.json but printed no PERFORMANCE OVERVIEW (out of memory)"
     assert check_report(rj, rt, 0, ()) == expected
-
-
-def test_version_parsing() -> None:
-    assert TrtllmVersion("0.17.0.post1").parts == (0, 17, 0) and not TrtllmVersion("0.17.0.post1").pytorch_is_default
-    assert TrtllmVersion("1.1.0rc2").parts == (1, 1, 0) and TrtllmVersion("1.1.0rc2").has_request_json
-    assert not TrtllmVersion("unknown").known and TrtllmVersion("unknown").pytorch_is_default
+    assert "printed no PERFORMANCE OVERVIEW (out of memory)" in check_report(None, rt, 0, ())
+    rt.write_text("= PERFORMANCE OVERVIEW \nRequest Throughput (req/sec):   nan\n")
+    assert "no numeric 'Request Throughput (req/sec)'" in check_report(None, rt, 0, ())
 
 
 # -- the stand-in is as strict as the real tool ----------------------------------------------------------------
@@ -240,7 +292,6 @@ def test_version_parsing() -> None:
     [
         ("0.17.0.post1", ["--model", "a/b", "throughput", "--engine_dir", "/", "--request_json", "/tmp/x"]),
         ("0.17.0.post1", ["--model", "a/b", "throughput", "--engine_dir", "/", "--output_json", "/tmp/x"]),
-        ("0.17.0.post1", ["--model", "a/b", "throughput", "--backend", "pytorch"]),
         ("0.20.0", ["--model", "a/b", "throughput", "--backend", "tensorrt"]),
         ("1.0.0", ["--model", "a/b", "build", "--tp-size", "8"]),
         ("1.0.0", ["--model", "a/b", "throughput", "--num-requests", "3"]),

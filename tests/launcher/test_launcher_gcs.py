@@ -25,7 +25,8 @@ PREFIX = "benchmarks"
 
 @pytest.fixture
 def node(tmp_path: Path, gcs: Any) -> Node:
-    return Node(tmp_path, env_extra={"STORAGE_EMULATOR_HOST": gcs.url})
+    # 1.2.0: a release whose trtllm-bench lists --report_json (0.17's prints only the text report)
+    return Node(tmp_path, version="1.2.0", env_extra={"STORAGE_EMULATOR_HOST": gcs.url})
 
 
 def objects(bucket: Any, run_id: str = "run-1") -> dict[str, Any]:
@@ -55,22 +56,23 @@ def test_results_land_in_gcs(node: Node, gcs_bucket: Any) -> None:
 
 def test_an_existing_object_is_never_overwritten(node: Node, gcs_bucket: Any) -> None:
     """The server enforces if_generation_match=0; the launcher keeps what is there and says so."""
-    sentinel = gcs_bucket.blob(f"{PREFIX}/bench-acme-tiny/run-1/{IDS[0]}/report.txt")
+    # not a report: a planted report would mark the experiment recorded (a pod that died uploading)
+    sentinel = gcs_bucket.blob(f"{PREFIX}/bench-acme-tiny/run-1/{IDS[0]}/launcher.log")
     sentinel.upload_from_string(b"written by someone else")
     sentinel.reload()
     result = node.run(node.config(results=f"gs://{gcs_bucket.name}/{PREFIX}"))
     assert result.returncode == 0, result.stdout
-    blob = objects(gcs_bucket)[f"{IDS[0]}/report.txt"]
+    blob = objects(gcs_bucket)[f"{IDS[0]}/launcher.log"]
     assert blob.download_as_bytes() == b"written by someone else" and blob.generation == sentinel.generation
     meta = json.loads(objects(gcs_bucket)[f"{IDS[0]}/metadata.json"].download_as_bytes())
-    assert meta["kept_existing"] == ["report.txt"]
+    assert meta["kept_existing"] == ["launcher.log"]
 
 
 def test_a_killed_run_resumes_on_gcs_without_rewriting_an_object(node: Node, gcs_bucket: Any) -> None:
     cfg = node.config(results=f"gs://{gcs_bucket.name}/{PREFIX}")
     proc = node.start(cfg, STANDIN_SLEEP_ISL="500:60")
     wait_for_event(proc, lambda e: e["phase"] == "benchmark" and e["state"] == "started" and e.get("index") == 3)
-    wait_until(lambda: len(node.calls("trtllm-bench", "throughput")) == 3)
+    wait_until(lambda: len([c for c in node.calls("trtllm-bench", "throughput") if "--help" not in c["argv"]]) == 3)
     kill_group(proc)
     before = generations(gcs_bucket)
     assert f"{IDS[1]}/metadata.json" in before and "run.json" not in before

@@ -16,7 +16,6 @@ from helpers import REPO, REPORTS, run_notebook
 NOTEBOOK = REPO / "notebooks" / "analyze.ipynb"
 
 
-
 def outputs(nb) -> list[dict]:
     return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
 
@@ -63,12 +62,17 @@ def test_runs_on_the_examples_with_no_cloud(tmp_path, monkeypatch) -> None:
     text = text_of(nb)
     out = tmp_path / "report"
     assert "source: recipelib examples" in text
-    assert "3914.4509" in text  # the recipe's run in the summary table
+    assert "3,914.5" in text  # the recipe's run in the summary table
     assert "gpu-recipes-a3ultra/20250528-llama405b-fp8-tp8-trt0.17" in text
-    html_tables = [o for o in outputs(nb) if "text/html" in o.get("data", {})]
-    assert len(html_tables) >= 4  # runs, summary, limits, published, comparison
+    html_tables = [o["data"]["text/html"] for o in outputs(nb) if "text/html" in o.get("data", {})]
+    assert len(html_tables) >= 5  # runs, summary, limits, published, comparison
+    for table in html_tables:  # the notebook shows tables as the report does: scrolling, an em dash for a gap
+        assert table.startswith('<div class="table-wrap" style="overflow-x:auto')
+        assert ">None<" not in table and ">NaN<" not in table and "&lt;NA&gt;" not in table
+    assert any(">\u2014<" in table for table in html_tables)  # the examples lack some values
     images = [o for o in outputs(nb) if "image/png" in o.get("data", {})]
-    assert len(images) == 3
+    assert len(images) == 3  # every example has throughput and a limit; one of them has latency percentiles
+    assert "No latency figure" not in text
     assert f"HTML report: {out / 'report.html'}" in text
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 3
     assert {p.name for p in out.iterdir()} >= {"report.html", "results.csv", "throughput.png"}
@@ -90,8 +94,14 @@ def test_runs_against_a_bucket(tmp_path, monkeypatch, gcs, gcs_bucket) -> None:
              cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path / "out"))
     text = text_of(nb)
     assert f"source: gs://{gcs_bucket.name}/{prefix}" in text
-    assert "bob-llama-405b/run-1" in text and "3914.4509" in text
+    assert "bob-llama-405b/run-1" in text and "3,914.5" in text
     assert "Only one run selected" in text
+    # a 0.17 report has no latency percentiles: no latency figure, and a sentence saying why instead
+    assert len([o for o in outputs(nb) if "image/png" in o.get("data", {})]) == 2
+    assert "No latency figure: these reports (TensorRT-LLM 0.17.0.post1) give no latency percentiles" in text
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "No latency figure" in html
+    assert not (tmp_path / "out" / "latency.png").exists()
     assert (tmp_path / "cache" / gcs_bucket.name / prefix / "bob-llama-405b" / "run-1" / "run.json").exists()
     assert (tmp_path / "out" / "report.html").exists()
     assert os.environ.get("GCS_BUCKET") is None

@@ -60,16 +60,37 @@ def test_builds_follows_and_saves_then_skips_an_existing_tag(env, apis):
     assert "QUEUED" in out and re.search(r"\] SUCCESS, 2/2 steps done", out)
     for line in build.log.split("\n"):  # every log line shown, once
         assert out.count(f"  | {line}\n") == 1 or not line
-    assert f"Build {build_id} succeeded: {image}@sha256:" in out
+    assert f"Build {build_id} succeeded: {image}@{build.digest}" in out
+    assert build.request["substitutions"]["_BASE_IMAGE"] == "nvcr.io/nvidia/tritonserver:25.02-trtllm-python-py3"
     saved = yaml.safe_load((env / "settings.yaml").read_text())
     assert saved["ARTIFACT_REGISTRY"] == f"us-central1-docker.pkg.dev/{project}/bench"
     assert saved["TRTLLM_VERSION"] == "v0.17.0" and saved["TRITON_SERVER_VERSION"] == "25.02-trtllm-python-py3"
     assert saved["PROJECT_ID"] == project and saved["REGION"] == "us-central1"
+    assert saved["TRTLLM_IMAGE_DIGEST"] == f"{image}@{build.digest}"  # what Cloud Build reported it pushed
+    assert f"Saved {image}@{build.digest} to" in out
 
     before = len(apis.requests)
     again = run(env / "again.ipynb", **params(apis, project))
     assert "already exists in Artifact Registry" in again and "force=True" in again
     assert [m for m, _ in apis.requests[before:]] == ["GET"] and len(apis.builds) == 1
+    assert yaml.safe_load((env / "settings.yaml").read_text())["TRTLLM_IMAGE_DIGEST"] == f"{image}@{build.digest}"
+
+
+def test_a_1x_version_builds_on_nvidias_release_image(env, apis):
+    project = f"nb-{uuid.uuid4().hex[:10]}"
+    out = run(env / "out.ipynb", **params(apis, project, trtllm_version="1.2.0"))
+    (build,) = apis.builds.values()
+    assert build.request["substitutions"]["_BASE_IMAGE"] == "nvcr.io/nvidia/tensorrt-llm/release:1.2.0"
+    assert "WARNING" not in out  # no Triton pair to check for 1.x
+    image = f"us-central1-docker.pkg.dev/{project}/bench/trtllm:1.2.0"
+    assert yaml.safe_load((env / "settings.yaml").read_text())["TRTLLM_IMAGE_DIGEST"] == f"{image}@{build.digest}"
+
+
+def test_a_version_that_cannot_be_built_is_refused_before_any_request(env, apis):
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        run(env / "out.ipynb", **params(apis, "nb-noversion", trtllm_version="1.3.0"))
+    assert e.value.ename == "ConfigError" and e.value.evalue.startswith("TRTLLM_VERSION:")
+    assert "1.2.1" in e.value.evalue and apis.requests == []
 
 
 def test_a_failed_build_stops_the_notebook_with_the_step_and_the_log(env, apis):

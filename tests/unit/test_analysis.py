@@ -218,4 +218,78 @@ def test_html_report_is_self_contained_and_escaped(examples: Results, tmp_path) 
 def test_analyse_one_run_has_no_comparison(tmp_path) -> None:
     analysis = analyse(load_examples(RECIPE))
     assert analysis.comparison is None and len(analysis.summary) == 1
-    assert set(analysis.figures) == {"throughput", "fractions", "latency"}
+    # plots only where there is data: 0.17 reports have no latency percentiles, and the notes say so
+    assert set(analysis.figures) == {"throughput", "fractions"} and "averages only" in analysis.notes["latency"]
+
+
+# --- methods: is a result measured as NVIDIA measured its figure? ------------------------------------------
+
+
+def _with_run_keys(results: Results, run: str, **keys: object) -> Results:
+    """``results`` whose run ``run`` has ``keys`` in its run.json, as the launcher now writes them."""
+    from dataclasses import replace
+
+    runs = tuple(replace(r, document={**r.document, **keys}) if r.key == run else r for r in results.runs)
+    return Results(results.frame, runs, results.missing, results.origin)
+
+
+def test_every_published_version_names_its_method_and_source() -> None:
+    from recipelib.results.reference import PUBLISHED_METHODS
+
+    versions = set(published_figures()["version"])
+    assert versions <= set(PUBLISHED_METHODS)
+    for version, (method, source) in PUBLISHED_METHODS.items():
+        assert "perf-overview" in source
+        engine = (version_key(version) or (9, 9)) < (0, 19)
+        assert (method.flow, method.engine_method) == (("engine", "per-dataset") if engine else ("pytorch", None))
+        assert ("--dataset $dataset_file" in source) == engine
+
+
+def test_results_without_a_recorded_method_say_method_unknown(examples: Results) -> None:
+    [row] = compare_to_published(examples.frame, runs=examples.runs).to_dict("records")
+    assert row["run"] == RECIPE and row["same_method"] is None
+    assert row["method"] == "method unknown (backend tensorrt)" and row["method_note"].startswith("method unknown")
+    assert row["published_method"] == "engine flow, per-dataset"
+
+
+@pytest.mark.parametrize(
+    ("keys", "same", "words"),
+    [
+        ({"flow": "engine", "engine_method": "per-dataset"}, True, "same method"),
+        ({"flow": "engine", "engine_method": "shared"}, False, "shared engine"),
+        ({"flow": "pytorch", "engine_method": "per-dataset"}, False, "different flow"),
+        ({"flow": "engine"}, None, "engine method unknown"),
+    ],
+)
+def test_a_method_difference_is_flagged_in_the_comparison(examples: Results, keys: dict, same: object,
+                                                           words: str) -> None:
+    results = _with_run_keys(examples, RECIPE, **keys)
+    [row] = compare_to_published(examples.frame, runs=results.runs).to_dict("records")
+    assert row["same_method"] is same and words in row["method_note"]
+    # the ratio is still given: the label says how far to trust it
+    assert row["ratio_to_published"] == pytest.approx(3914.4509 / row["published_output_tok_s"])
+
+
+def test_a_different_backend_is_flagged_even_without_a_recorded_flow(examples: Results) -> None:
+    """NVIDIA's docs' PyTorch run (0.17) against the v0.17 figure, which is the engine flow."""
+    table = compare_to_published(examples.frame, gpu="H100", runs=examples.runs)
+    pyt = table[table["run"] == PYT].iloc[0]
+    assert pyt["same_method"] is False and "different backend: this result pytorch" in pyt["method_note"]
+
+
+def test_method_columns_come_from_the_table_when_it_has_them(examples: Results) -> None:
+    frame = examples.frame.assign(flow="engine", engine_method="shared")
+    [row] = compare_to_published(frame).to_dict("records")
+    assert row["same_method"] is False and row["method"] == "engine flow, shared"
+
+
+def test_html_report_says_when_methods_differ(examples: Results, tmp_path) -> None:
+    results = _with_run_keys(load_examples(RECIPE), RECIPE, flow="engine", engine_method="shared")
+    analysis = analyse(results)
+    assert analysis.summary["engine_method"].tolist() == ["shared"]
+    page = write_report(results, tmp_path / "out", analysis=analysis).html.read_text()
+    assert "1 of 1 measured differently, not like for like: shared engine" in page
+    assert "v0.17: engine flow, per-dataset" in page
+    alike = _with_run_keys(load_examples(RECIPE), RECIPE, flow="engine", engine_method="per-dataset")
+    page = write_report(alike, tmp_path / "alike").html.read_text()
+    assert "measured the same way" in page and "not like for like" not in page

@@ -38,3 +38,9 @@ def test_environment_python_satisfies_requires_python():
     python = next(d for d in deps if isinstance(d, str) and d.startswith("python"))
     assert SpecifierSet(python.removeprefix("python")) == SpecifierSet(pyproject()["requires-python"])
     assert sys.version_info >= (3, 10)
+
+
+def test_jupyterlab_is_a_runtime_dependency_so_make_lab_needs_no_test_extra():
+    runtime = normalised(pyproject()["dependencies"])
+    assert "jupyterlab" in runtime
+    assert "jupyterlab" not in normalised(pyproject()["optional-dependencies"]["test"])

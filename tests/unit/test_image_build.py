@@ -32,12 +32,12 @@ from recipelib.image.context import (
     parse_ignore,
 )
 from recipelib.image.registry import ImageRef
-from recipelib.image.trtllm_versions import KNOWN_GOOD, check_version_pair
-from recipelib.settings import Settings
+from recipelib.image.trtllm_versions import BUILDABLE, KNOWN_GOOD, buildable_versions, check_version_pair
+from recipelib.settings import Settings, validate_settings
 from recipelib.views.image_build import show_plan
 
 LAUNCHER = REPO / "launcher"
-RECIPE_SUBSTITUTIONS = {"_ARTIFACT_REGISTRY", "_TRTLLM_IMAGE", "_TRTLLM_VERSION", "_TRITON_SERVER_VERSION"}
+RECIPE_SUBSTITUTIONS = {"_ARTIFACT_REGISTRY", "_TRTLLM_IMAGE", "_TRTLLM_VERSION", "_BASE_IMAGE"}
 
 
 def settings_for(project: str, **extra) -> Settings:
@@ -84,23 +84,42 @@ def test_requirements_are_pinned_with_hashes_for_every_line():
     assert hub and int(hub[1]) < 1, "transformers 4.x in the TensorRT-LLM containers needs huggingface_hub < 1.0"
 
 
-def test_dockerfile_builds_on_triton_and_installs_with_hashes():
+def test_dockerfile_builds_on_the_chosen_base_and_installs_with_hashes():
     text = (LAUNCHER / "Dockerfile").read_text()
-    assert re.search(r"^FROM nvcr\.io/nvidia/tritonserver:\$\{TRITON_SERVER_VERSION\}$", text, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
     assert "--require-hashes" in text and "-r /workload/launcher/requirements.txt" in text
     assert re.search(r"^COPY \*\.py /workload/launcher/$", text, re.M)
-    assert "tensorrtllm_backend" in text and "${TRTLLM_VERSION}" in text
     assert missing_sources(text, context_files(LAUNCHER)) == []
     assert [src for _, src in dockerfile_sources(text)] == ["requirements.txt", "*.py"]
+    # the prepare_dataset.py the launcher finds is never forced to a path only 0.1x images have
+    assert "RECIPE_PREPARE_DATASET" not in text
 
 
-def test_cloudbuild_config_is_the_recipes():
+def test_dockerfile_clones_tensorrtllm_backend_only_for_the_versions_that_have_its_tag():
+    """The Dockerfile's split (a `case` on the release) is the table's: 0.* clone, everything else does not."""
+    text = (LAUNCHER / "Dockerfile").read_text()
+    run = text[text.index('release="${TRTLLM_VERSION#v}"'):text.index("esac\n\n")]
+    branches = dict(re.findall(r"^\s{4}(\S+)\) \\\n(.*?);; \\$", run, re.M | re.S))
+    assert set(branches) == {"0.*", "*"}
+    assert "tensorrtllm_backend.git" in branches["0.*"] and '--branch "v${release}"' in branches["0.*"]
+    assert "tensorrtllm_backend" not in branches["*"] and "trtllm-serve" in branches["*"]
+    for version, source in BUILDABLE.items():
+        clones = version.startswith("0.")
+        assert (source.kind == "triton") is clones, version
+        assert (source.backend_tag == f"v{version}") is clones, version
+
+
+def test_cloudbuild_config_passes_what_the_dockerfile_declares():
     cfg = yaml.safe_load((LAUNCHER / "cloudbuild.yaml").read_text())
     assert imagebuild.referenced_substitutions(cfg) == RECIPE_SUBSTITUTIONS
     assert cfg["images"] == ["${_ARTIFACT_REGISTRY}/${_TRTLLM_IMAGE}:${_TRTLLM_VERSION}"]
     assert cfg["options"]["machineType"] == "E2_HIGHCPU_32" and cfg["options"]["diskSizeGb"] == 1000
     assert cfg["timeout"] == "7200s"
     assert [s["args"][0] for s in cfg["steps"]] == ["build", "push"]
+    build_args = {a.removeprefix("--build-arg=").split("=", 1)[0] for a in cfg["steps"][0]["args"]
+                  if a.startswith("--build-arg=")}
+    declared = set(re.findall(r"^ARG (\w+)", (LAUNCHER / "Dockerfile").read_text(), re.M))
+    assert build_args == {"BASE_IMAGE", "TRTLLM_VERSION"} and build_args <= declared
 
 
 def test_the_real_launcher_context_leaves_out_test_stand_ins_and_caches():
@@ -196,6 +215,45 @@ def test_a_mismatched_pair_warns_and_names_what_fits():
     assert "not a '-trtllm-python-py3'" in check_version_pair("v0.17.0", "25.02-py3")
     assert "not a release number" in check_version_pair("main", "25.02-trtllm-python-py3")
     assert KNOWN_GOOD["25.03"] == "0.18.0"
+
+
+def test_every_0_1x_entry_has_a_triton_container_that_ships_it():
+    for version, source in BUILDABLE.items():
+        if source.kind == "triton":
+            shipped = [r for r, v in KNOWN_GOOD.items() if v.split(".post")[0] == version]
+            assert shipped and f"{shipped[0]}-trtllm-python-py3" in source.source, version
+        else:
+            assert source.base_image("25.02-trtllm-python-py3") == f"nvcr.io/nvidia/tensorrt-llm/release:{version}"
+        assert source.source
+
+
+@pytest.mark.parametrize("version", ["1.3.0", "v1.1.1", "0.15.0", "main", "0.17.0.post1", "1.2.0rc6"])
+def test_a_version_that_cannot_be_built_is_refused_before_any_request(version, apis, clients, gcs_client, project):
+    with pytest.raises(ConfigError) as e:
+        build_image(settings_for(project, trtllm_version=version), clients)
+    assert e.value.field == "TRTLLM_VERSION" and repr(version) in str(e.value)
+    assert "v0.17.0" in str(e.value) and "1.2.0" in str(e.value)  # what can be built
+    assert apis.requests == [] and objects(gcs_client, f"{project}_cloudbuild") == []
+
+
+@pytest.mark.parametrize(("version", "base"), [
+    ("1.2.0", "nvcr.io/nvidia/tensorrt-llm/release:1.2.0"),
+    ("v1.0.0", "nvcr.io/nvidia/tensorrt-llm/release:1.0.0"),
+    ("v0.19.0", "nvcr.io/nvidia/tritonserver:25.05-trtllm-python-py3"),
+])
+def test_the_base_image_follows_the_version(version, base):
+    settings = settings_for("proj-base", trtllm_version=version, triton_server_version="25.05-trtllm-python-py3")
+    plan = plan_image_build(settings)
+    assert plan.base_image == base and plan.substitutions["_BASE_IMAGE"] == base
+    assert plan.warnings == ()  # 1.x has no Triton pair to check; 0.19.0 is what 25.05 ships
+    assert plan.image == f"us-central1-docker.pkg.dev/proj-base/bench/trtllm:{version}"
+    assert plan.trtllm.kind == ("triton" if "tritonserver" in base else "release")
+
+
+def test_1x_ignores_the_recipes_default_triton_version():
+    plan = plan_image_build(settings_for("proj-rel", trtllm_version="1.2.1"))  # TRITON_SERVER_VERSION: 25.02
+    assert plan.base_image == "nvcr.io/nvidia/tensorrt-llm/release:1.2.1" and plan.warnings == ()
+    assert buildable_versions()[-1] == "1.2.1" and buildable_versions()[0] == "v0.16.0"
 
 
 def test_plan_carries_the_version_warning_and_the_notebook_shows_it(capsys):
@@ -305,7 +363,7 @@ def test_happy_path_uploads_create_only_builds_and_follows_the_log(apis, clients
     req = build.request
     assert req["substitutions"] == {
         "_ARTIFACT_REGISTRY": settings.artifact_registry, "_TRTLLM_IMAGE": "trtllm",
-        "_TRTLLM_VERSION": "v0.17.0", "_TRITON_SERVER_VERSION": "25.02-trtllm-python-py3",
+        "_TRTLLM_VERSION": "v0.17.0", "_BASE_IMAGE": "nvcr.io/nvidia/tritonserver:25.02-trtllm-python-py3",
     }
     assert MACHINE_TYPE[req["options"]["machineType"]] == "E2_HIGHCPU_32"
     assert int(req["options"]["diskSizeGb"]) == 1000 and req["timeout"] == "7200s"
@@ -328,11 +386,12 @@ def test_happy_path_uploads_create_only_builds_and_follows_the_log(apis, clients
     statuses, lines = [], []
     outcome = follow_build(submitted, clients, on_line=lines.append, on_status=lambda s: statuses.append(s.status),
                            poll_s=0.01)
-    assert outcome.success and outcome.done and outcome.digest == DIGEST
+    assert outcome.success and outcome.done
+    assert outcome.digest == build.digest and re.fullmatch(r"sha256:[0-9a-f]{64}", build.digest)
     assert statuses == ["QUEUED", "WORKING", "WORKING", "SUCCESS"]
     assert lines == build.log.split("\n")  # every line once, in order, the unterminated last one included
-    assert lines[-1] == "DONE" and any(line.endswith("ARG TRITON_SERVER_VERSION=25.02-trtllm-python-py3")
-                                       for line in lines)
+    base = "ARG BASE_IMAGE=nvcr.io/nvidia/tritonserver:25.02-trtllm-python-py3"
+    assert lines[-1] == "DONE" and any(line.endswith(base) for line in lines)
     assert outcome.log_offset == len(build.log.encode())
     assert [s.status for s in outcome.state.steps] == ["SUCCESS", "SUCCESS"]
     assert outcome.state.steps[0].seconds == 41 * 60
@@ -393,7 +452,7 @@ def test_a_failed_build_names_the_step_and_shows_the_last_lines(apis, clients, p
     message = outcome.message
     assert "ended FAILURE at step #0 'build' after 42s" in message
     assert "step exited with non-zero status: 1" in message
-    assert "check TRITON_SERVER_VERSION" in message  # the hint for "manifest unknown"
+    assert "check TRITON_SERVER_VERSION" in message and "TRTLLM_VERSION (1.x" in message  # "manifest unknown"
     assert "manifest unknown" in message.split("Last log lines:")[1]
     with pytest.raises(imagebuild.ImageBuildError) as e:
         outcome.raise_for_status()
@@ -563,3 +622,80 @@ def test_the_grep_catches_a_subprocess_call_to_gcloud(tmp_path, monkeypatch):
         test_recipelib_never_runs_gcloud_kubectl_or_helm()
     assert "recipelib/x.py:2" in str(e.value) and "recipelib/y.sh:2" in str(e.value)
     assert "y.sh:3" not in str(e.value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pull by digest: build-image records it, deploy pins it
+# --------------------------------------------------------------------------------------------------
+
+
+def job_container(settings: Settings) -> dict:
+    from recipelib.deploy.benchmark import plan_benchmark
+    from recipelib.deploy.render import render_benchmark
+
+    plan = plan_benchmark(settings, "meta-llama/Llama-3.1-405B", user="alice")
+    (job,) = [o for o in render_benchmark(plan) if o["kind"] == "Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_a_built_image_is_saved_with_its_digest_and_deploy_pins_it(apis, clients, project, tmp_path):
+    from recipelib.settings import load_settings
+
+    settings = settings_for(project, gcs_bucket=f"results-{project}")
+    submitted = build_image(settings, clients)
+    outcome = follow_build(submitted, clients, poll_s=0.01)
+    path = tmp_path / "settings.yaml"
+    recorded = imagebuild.record_image(settings, submitted, outcome, path=path)
+    pushed = apis.builds[submitted.build_id].digest  # what the push reported, not the registry's other tags
+    pinned = f"{settings.image_tag}@{pushed}"
+    assert recorded.saved_to == path and recorded.message.startswith(f"Saved {pinned} to {path}")
+    assert yaml.safe_load(path.read_text())["TRTLLM_IMAGE_DIGEST"] == pinned
+
+    loaded = load_settings(path=path, environ={})
+    assert loaded.image == pinned and loaded.image_tag == settings.image_tag
+    container = job_container(loaded)
+    assert container["image"] == pinned and container["imagePullPolicy"] == "IfNotPresent"
+
+    # another tag (or registry) than the one the digest was read for: back to the tag, pulled Always
+    other = load_settings(path=path, environ={"TRTLLM_VERSION": "1.2.0"})
+    assert other.image == f"us-central1-docker.pkg.dev/{project}/bench/trtllm:1.2.0"
+    container = job_container(other)
+    assert "@" not in container["image"] and container["imagePullPolicy"] == "Always"
+
+
+def test_an_existing_tag_is_pinned_to_the_version_the_registry_names(apis, clients, project, tmp_path):
+    settings = settings_for(project)
+    apis.add_tag(settings.image_tag, "sha256:" + "cd" * 32)
+    skipped = build_image(settings, clients)
+    recorded = imagebuild.record_image(settings, skipped, None, path=tmp_path / "s.yaml")
+    assert recorded.settings.image == f"{settings.image_tag}@sha256:{'cd' * 32}" and recorded.ready
+
+
+def test_nothing_is_saved_before_the_image_exists_nor_for_the_sandbox(apis, clients, project, tmp_path):
+    settings = settings_for(project)
+    submitted = build_image(settings, clients)
+    queued = follow_build(submitted, clients, timeout_s=0)
+    path = tmp_path / "s.yaml"
+    recorded = imagebuild.record_image(settings, submitted, queued, path=path)
+    assert not recorded.ready and "not built yet" in recorded.message and not path.exists()
+    done = follow_build(submitted, clients, poll_s=0.01)
+    sandbox = replace(settings, sandbox=True)
+    recorded = imagebuild.record_image(sandbox, submitted, done)
+    assert recorded.ready and recorded.saved_to is None and "never saved as yours" in recorded.message
+    assert "@sha256:" in recorded.settings.image
+    kept = imagebuild.record_image(settings, submitted, done, save=False, path=path)
+    assert "save=False" in kept.message and not path.exists()
+
+
+def test_a_digest_is_only_recorded_for_the_configured_tag_and_in_digest_form():
+    settings = settings_for("proj-pin")
+    with pytest.raises(ConfigError) as e:
+        imagebuild.pin(settings, "us-central1-docker.pkg.dev/proj-pin/bench/trtllm:other", "sha256:" + "0" * 64)
+    assert e.value.field == "image"
+    with pytest.raises(ConfigError) as e:
+        imagebuild.pin(settings, settings.image_tag, "md5:abc")
+    assert e.value.field == "digest"
+    with pytest.raises(ConfigError) as e:
+        validate_settings(replace(settings, trtllm_image_digest=f"{settings.image_tag}@sha256:short"))
+    assert e.value.field == "TRTLLM_IMAGE_DIGEST"
