@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 KUBE_CACHE ?= $(HOME)/.cache/recipelib/kube-v1.20.2
 KUBE_BUILD_DEBS := golang-go rsync make golang-github-modern-go-reflect2-dev
 
-.PHONY: demo test lab install kube debs-demo debs-test lint clean
+.PHONY: demo test lab install kube aiperf debs-demo debs-test lint clean
 
 # Debian packages by the command each provides ("command=package"); a package is asked for only when its
 # command is missing. etcd runs the sandbox's cluster store; chromium runs the browser test (Debian's build:
@@ -46,15 +46,20 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# aiperf (NVIDIA's load generator, pinned) in its own environment .venv-aiperf: its pins (pandas~=2.3)
+# clash with the main environment's. The serving load steps and their tests run it from there.
+aiperf: install
+	$(PY) -m recipelib.serving.aiperf_env
+
 # A real kube-apiserver, built once from Debian's source package (about 4 minutes), then cached.
 kube:
 	bash recipelib/sandbox/build-kube.sh $(KUBE_CACHE)
 
-demo: debs-demo install kube
+demo: debs-demo install kube aiperf
 	$(PY) -m recipelib.sandbox.demo --out demo-output
 
 # The whole suite, the notebooks under nbmake (tests/notebooks/test_nbmake.py) and the browser test included.
-test: debs-test install kube
+test: debs-test install kube aiperf
 	$(PY) -m pytest -q
 
 # JupyterLab on the notebooks. With no cluster configured (no settings file, no KUBECONFIG, KUBE_CONTEXT or
