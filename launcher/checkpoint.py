@@ -31,10 +31,9 @@ MARKER = ".recipe-download-complete.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 EXCLUDE = ("*original*",)
 """What the recipe's ``huggingface-cli download`` skips; ``snapshot_download`` matches it with fnmatch."""
-_SNAPSHOT = (
-    "import sys\n"
-    "from huggingface_hub import snapshot_download\n"
-    "snapshot_download(repo_id=sys.argv[1], local_dir=sys.argv[2], ignore_patterns=sys.argv[3:] or None)\n"
+_SNAPSHOT = (  # one line, so that a dry run prints each command on one line
+    "import sys; from huggingface_hub import snapshot_download; "
+    "snapshot_download(repo_id=sys.argv[1], local_dir=sys.argv[2], ignore_patterns=sys.argv[3:] or None)"
 )
 
 
