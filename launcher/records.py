@@ -72,6 +72,23 @@ def to_json(data: Any) -> bytes:
     return (json.dumps(data, indent=2, default=str) + "\n").encode()
 
 
+REPLAY_SOURCE_PREFIX = "RECIPE_REPLAY_SOURCE "
+"""A replaying tool (the sandbox's) names what it replays on such a line: a recording, or a published figure."""
+
+
+def replay_source(output: Path, replaying: bool) -> dict[str, Any]:
+    """``{"replay_source": {...}}`` from the tool's output when this is a replay; a measurement has none."""
+    if not replaying or not output.is_file():
+        return {}
+    for line in output.read_text(errors="replace").splitlines():
+        if line.startswith(REPLAY_SOURCE_PREFIX):
+            try:
+                return {"replay_source": json.loads(line[len(REPLAY_SOURCE_PREFIX):])}
+            except ValueError:
+                return {}
+    return {}
+
+
 class RunRecords:
     """One attempt's writes under ``<results>/<release>/<run_id>/``; ``setup`` is read when each is written."""
 
@@ -228,7 +245,7 @@ class RunRecords:
             log_key = self.experiment_key(exp.id, layout.LOG_FILE)
             (written if self.put(log_key, log_blob, TEXT) else kept).append(layout.LOG_FILE)
             size += len(log_blob)
-            metadata = self.common() | {
+            metadata = self.common() | replay_source(out.report_txt, self.log.replay) | {
                 "experiment": self._experiment(exp, index),
                 "status": record.status, "error": record.error, "seconds": record.seconds, "recovered": False,
                 "started": started, "finished": utc_now(),

@@ -21,6 +21,7 @@ from recipelib.deploy.render import BenchmarkPlan, ClusterFeatures, merge_values
 from recipelib.deploy.validate import validate_objects
 from recipelib.errors import ClusterError, ConfigError
 from recipelib.names import release_name
+from recipelib.paths import load_launcher_module
 from recipelib.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def plan_benchmark(
                          trtllm_version=settings.trtllm_version, gpu=str(values["accelerator"]),
                          checkpoint=checkpoint)
     sweep = tuple(parse_experiments(experiments))
+    check_sandbox_replay(settings, spec, sweep, str(values["accelerator"]))
     name = release_name(spec.id, user=user or None, release=release or None)
     if dry_run:
         bucket = settings.gcs_bucket or "set-gcs-bucket"
@@ -78,6 +80,37 @@ def plan_benchmark(
         run_id=run_id,
         values=values,
     )
+
+
+def check_sandbox_replay(settings: Settings, spec: Any, sweep: tuple[Any, ...], accelerator: str) -> None:
+    """On the local sandbox (``settings.sandbox``), refuse an experiment its replay cannot play.
+
+    The sandbox measures nothing: each experiment replays a recorded real run, or else NVIDIA's published
+    figure for that model, GPU, TP and ISL/OSL in the image's TensorRT-LLM version. One with neither would
+    only fail in the pod after the download and build, so it is refused here, naming the experiment and
+    what does exist. What the replay can play is read from the same file the replay uses
+    (``launcher/testing/published_replay.py``), loaded by path: nothing of the sandbox is imported.
+    """
+    if not settings.sandbox:
+        return
+    replay = load_launcher_module("testing/published_replay", "recipelib._launcher.published_replay")
+    version = replay.played_version(settings.trtllm_version)
+    gpu = replay.gpu_name(accelerator) or accelerator
+    model = spec.checkpoint or spec.id
+    refused = []
+    for exp in sweep:
+        want = replay.Wanted(model, gpu, spec.tp_size, spec.pp_size, spec.quantization, exp.isl, exp.osl,
+                             exp.num_requests, version, concurrency=exp.concurrency or None, streaming=exp.streaming)
+        if replay.find(want) is None:
+            refused.append(exp.id)
+    if refused:
+        first = next(e for e in sweep if e.id == refused[0])
+        want = replay.Wanted(model, gpu, spec.tp_size, spec.pp_size, spec.quantization, first.isl, first.osl,
+                             first.num_requests, version, concurrency=first.concurrency or None,
+                             streaming=first.streaming)
+        raise ConfigError("experiments", f"{len(refused)} of {len(sweep)} experiment(s) cannot run on the local "
+                          f"sandbox ({', '.join(refused)}): {replay.refusal(want, refused[0])}. Deploy only "
+                          "experiments it can replay, or deploy to a real cluster")
 
 
 def cluster_features(cluster: Cluster | None) -> ClusterFeatures:

@@ -5,8 +5,9 @@ file, and its state (waiting, running, terminated) as ``containerStatuses`` repo
 is the part of :class:`recipelib.sandbox.nodeagent.NodeAgent` that prepares a container: its volumes, its
 environment, its paths, and its command: a recipelib benchmark container (``launch.py --config ...``) runs
 the real launcher with ``trtllm-bench`` replaced by the replay of a recorded run
-(``launcher/testing/replay_bench.py``) and ``RECIPE_REPLAY=1``; any other container prints that it is not
-run here, and completes.
+(``launcher/testing/replay_bench.py``) and ``RECIPE_REPLAY=1``; a serving container (``trtllm-serve``, or
+``serving_pod.py fetch|load``) runs as :mod:`recipelib.sandbox.serving` maps it; any other container prints
+that it is not run here, and completes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from recipelib.paths import ROOT
+from recipelib.sandbox import serving
 from recipelib.sandbox.formats import rfc3339_nano, utc_now
 from recipelib.sandbox.node import Controls, NodeShape
 
@@ -39,6 +41,15 @@ if TYPE_CHECKING:
 
 TESTING = ROOT / "launcher" / "testing"
 _LAUNCH = re.compile(r"(\S*/launch\.py)\s+--config\s+(\S+)")
+
+def _played_version(image: str) -> dict[str, str]:
+    """The TensorRT-LLM version the image's tag names (``...trtllm:v0.17.0@sha256:...`` -> ``v0.17.0``), for the
+    replay (``RECIPE_REPLAY_VERSION``) and the dataset stand-in (``STANDIN_VERSION``); none for another tag."""
+    tag = image.split("@", 1)[0].rpartition("/")[2].partition(":")[2]
+    if not re.match(r"^v?\d+\.\d+", tag):
+        return {}
+    return {"RECIPE_REPLAY_VERSION": tag, "STANDIN_VERSION": tag.lstrip("v")}
+
 
 class Container:
     """One container of a pod as a local process group; its output goes to a CRI-format log file."""
@@ -56,10 +67,22 @@ class Container:
         self.waiting_message: str | None = None
         self.done = threading.Event()
         self._pump: threading.Thread | None = None
+        self.probe_started: bool | None = None  # None: no probes (recipelib.sandbox.serving runs them)
+        self.probe_ready: bool | None = None
 
     @property
     def running(self) -> bool:
         return self.process is not None and not self.done.is_set()
+
+    @property
+    def started(self) -> bool:
+        """Running, and past its startup probe if it has one."""
+        return self.running and self.probe_started is not False
+
+    @property
+    def ready(self) -> bool:
+        """Running, and its readiness (or startup) probe passes if it has one: what the pod's Ready follows."""
+        return self.started and self.probe_ready is not False
 
     def start(self, argv: list[str], env: dict[str, str], cwd: Path, pid_dir: Path) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +132,8 @@ class Container:
             return {**base, "state": state, "ready": False, "started": False, "containerID": f"containerd://{self.id}",
                     "lastState": {}}
         if self.process is not None:
-            return {**base, "state": {"running": {"startedAt": self.started_at}}, "ready": True, "started": True,
+            return {**base, "state": {"running": {"startedAt": self.started_at}}, "ready": self.ready,
+                    "started": self.started,
                     "containerID": f"containerd://{self.id}", "lastState": {}}
         waiting = {"reason": self.waiting_reason, **({"message": self.waiting_message} if self.waiting_message else {})}
         return {**base, "imageID": "", "state": {"waiting": waiting}, "ready": False, "started": False,
@@ -243,6 +267,9 @@ class RuntimeMixin:
         base_env = {"PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin", "HOME": str(run.dir / "rootfs" / "root"),
                     "HOSTNAME": run.name, "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
                     "KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+        served = serving.command(self, run, spec, c, to_node, {**base_env, **env}, cwd)
+        if served is not None:  # the trtllm-serve stand-in, or serving_pod.py fetch/load
+            return served
         text = " ".join([*(spec.command or []), *(spec.args or [])])
         call = _LAUNCH.search(text)
         if call is None:
@@ -262,6 +289,8 @@ class RuntimeMixin:
             "TRTLLM_BENCH": str(self.bin / "trtllm-bench"), "RECIPE_DOWNLOADER": str(self.bin / "download"),
             "FAKE_HUB": str(self.node_root / "hub"), "RECIPE_PREPARE_DATASET": str(TESTING / "prepare_dataset.py"),
             "RECIPE_REPLAY": "1", "RECIPE_REPLAY_SPEED": f"{self.controls.replay_speed:g}",
+            "RECIPE_REPLAY_GPU": self.shape.accelerator,  # the replay plays this GPU's published figures
+            **_played_version(spec.image or ""),
             "RECIPE_REPLAY_SPEED_FILE": str(self.node_root / "replay-speed"),
             **({"RECIPE_REPLAY_FAIL": self.controls.fail} if self.controls.fail else {}),
             **({"STORAGE_EMULATOR_HOST": self.gcs_endpoint} if self.gcs_endpoint else {}),
