@@ -27,7 +27,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from recipelib.results import ResultsStore, examples_dir, layout, load_local
-from recipelib.results.reports import BenchReport, parse_json, parse_text
+from recipelib.results.reports import BenchReport, ReportError, parse_json, parse_text
 from recipelib.sandbox.gcs import LocalGCS
 
 TARGET_S = 2.0
@@ -55,8 +55,17 @@ def as_report_json(r: BenchReport) -> str:
     })
 
 
+def _complete(text: str) -> bool:
+    try:
+        parse_text(text)
+    except ReportError:
+        return False
+    return True
+
+
 def build_tree(root: Path, runs: int, experiments: int) -> list[Path]:
     texts = [p.read_text() for p in sorted(examples_dir().rglob("report.txt"))]
+    texts = [t for t in texts if _complete(t)]  # a published excerpt (no closing rule) reads only as one
     [real] = [t for t in texts if "Llama-3.1-405B" in t]
     json_text = as_report_json(parse_text(real)[0])
     files = []

@@ -106,3 +106,15 @@ def download(model: str, dest: Path, on_line: Callable[[str], None]) -> Checkpoi
     files, size = _size(dest)
     (dest / MARKER).write_text(json.dumps({"model": model, "files": files, "bytes": size}, indent=2))
     return CheckpointState(True, files, size)
+
+
+def model_shape(dest: Path) -> dict[str, int]:
+    """Attention heads and layers from the checkpoint's ``config.json`` (Hugging Face's key names); ``{}`` if absent."""
+    try:
+        config = json.loads((dest / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    shape = {"attention_heads": config.get("num_attention_heads"), "layers": config.get("num_hidden_layers")}
+    return {k: v for k, v in shape.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}

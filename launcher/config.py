@@ -90,6 +90,7 @@ class LauncherConfig:
     preflight: Preflight = field(default_factory=Preflight)
     checkpoint: str = ""
     engine_method: str | None = None
+    model_shape: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.checkpoint:  # the model's own repository unless a (pre-quantized) checkpoint is named
@@ -128,7 +129,8 @@ _REQUIRED = (
     "checkpoint_dir", "workspace", "engine_cache_dir", "results", "experiments",
 )
 _OPTIONAL = ("ep_size", "quantization", "max_batch_size", "max_num_tokens", "preflight", "checkpoint",
-             "engine_method")
+             "engine_method", "model_shape")
+_SHAPE_KEYS = ("attention_heads", "layers")
 _EXPERIMENT_KEYS = ("isl", "osl", "num_requests", "concurrency", "streaming")
 _PREFLIGHT_KEYS = ("enabled", "mode")
 
@@ -233,6 +235,31 @@ def _preflight(value: Any, check: _Checker) -> Preflight:
     return Preflight(enabled=enabled, mode=mode)
 
 
+def _shape(value: Any, check: _Checker) -> dict[str, int] | None:
+    """``model_shape``: the model's attention heads and layers (deploy writes them from its catalog)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        check.fail("model_shape", f"must be a mapping with {', '.join(_SHAPE_KEYS)}, got {value!r}")
+        return None
+    check.unknown_keys(value, _SHAPE_KEYS, "model_shape.")
+    return {k: v for k in _SHAPE_KEYS
+            if (v := check.positive_int(value.get(k), f"model_shape.{k}", nullable=True)) is not None}
+
+
+def shape_problems(shape: dict[str, int], tp: int | None, pp: int | None) -> list[tuple[str, str]]:
+    """TensorRT-LLM splits attention heads evenly over tensor-parallel ranks: tp_size must divide them.
+    Pipeline stages take whole layers: pp_size must not exceed them."""
+    problems = []
+    heads, layers = shape.get("attention_heads"), shape.get("layers")
+    if heads and tp and heads % tp:
+        fits = [n for n in range(1, 9) if heads % n == 0]
+        problems.append(("tp_size", f"{tp} does not divide the model's {heads} attention heads; use one of {fits}"))
+    if layers and pp and pp > layers:
+        problems.append(("pp_size", f"{pp} pipeline stages but the model has {layers} layers"))
+    return problems
+
+
 def parse_config(data: Any) -> LauncherConfig:
     """Validate a decoded config mapping; raise ``LauncherConfigError`` listing every bad field."""
     check = _Checker()
@@ -291,6 +318,9 @@ def parse_config(data: Any) -> LauncherConfig:
         check.fail("tp_size", f"tp_size x pp_size = {tp * pp} exceeds the 8 GPUs of one node")
     if ep and tp and tp % ep:
         check.fail("ep_size", f"must divide tp_size ({tp}), got {ep}")
+    values["model_shape"] = _shape(get("model_shape"), check)
+    for problem in shape_problems(values["model_shape"] or {}, tp, pp):
+        check.fail(*problem)
     if check.problems:
         raise LauncherConfigError(check.problems)
     values["kv_cache_free_gpu_mem_fraction"] = float(frac)

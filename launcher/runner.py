@@ -32,7 +32,7 @@ import layout
 import proc
 import sysinfo
 from builder import EngineBuilder
-from config import Experiment, LauncherConfig
+from config import Experiment, LauncherConfig, shape_problems
 from errors import (
     EXIT_CONFIG,
     EXIT_EXPERIMENTS_FAILED,
@@ -260,6 +260,7 @@ class Runner:
             self.setup.checkpoint = {"repo": self.cfg.checkpoint, "path": str(dest), "downloaded_now": False,
                                      "bytes": st.bytes, "files": st.files}
             self.log.event("download", "skipped", reason="checkpoint already complete", bytes=st.bytes)
+            self._check_shape(dest)
             return
         self.log.event("download", "started", model=self.cfg.checkpoint)
         watch = Stopwatch()
@@ -274,6 +275,16 @@ class Runner:
                                  "excluded": list(checkpoint.EXCLUDE)}
         self.setup.phases["download"] = {"seconds": watch.seconds, "bytes": st.bytes}
         self.log.event("download", "finished", seconds=watch.seconds, bytes=st.bytes)
+        self._check_shape(dest)
+
+    def _check_shape(self, dest: Path) -> None:
+        """The checkpoint's own config.json decides, before any build: a size it cannot split fails at once."""
+        shape = checkpoint.model_shape(dest)
+        problems = shape_problems(shape, self.cfg.tp_size, self.cfg.pp_size)
+        if problems:
+            message = "; ".join(f"{field}: {text}" for field, text in problems) + f" (from {dest}/config.json)"
+            self.log.event("download", "failed", error=message)
+            raise SetupError("download", message, exit_code=EXIT_CONFIG)
 
     # -- one experiment --------------------------------------------------------------------------
 

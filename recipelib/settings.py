@@ -145,11 +145,31 @@ def _normalise_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:
                 str(key), f"unknown setting in {source}; allowed: {', '.join(NAMES)}"
             )
         if value is not None and not isinstance(value, str):
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, float):
+                raise ConfigError(name, f"must be a string, got the number {value!r} in {source}: quote it "
+                                  "(YAML reads 0.10 as the number 0.1, so the text you wrote is lost)")
+            if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(name, f"must be a string, got {type(value).__name__} in {source}")
             value = str(value)
-        out[name.lower()] = value.strip() if isinstance(value, str) else value
+        if isinstance(value, str):
+            _check_text(name, value, source)
+        out[name.lower()] = value
     return out
+
+
+def _check_text(name: str, value: str, source: str) -> None:
+    """Refuse what would otherwise be changed silently: surrounding spaces, line breaks, control characters.
+
+    A value is used exactly as written (no trimming): ``TRTLLM_VERSION="v0.17.0 "`` from a copied line is an
+    error that names the setting, not a tag quietly different from the one typed.
+    """
+    if value != value.strip():
+        raise ConfigError(name, f"{value!r} in {source} has leading or trailing whitespace: remove it (values "
+                          "are used exactly as written)")
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise ConfigError(name, f"{value!r} in {source} holds a control character ({bad!r}): give a single "
+                          "line of text")
 
 
 def _marks(data: dict[Any, Any], source: str) -> tuple[dict[str, Any], int | None]:
@@ -267,6 +287,12 @@ def save_settings(settings: Settings, path: Path | None = None, *, pid: int | No
 
 def validate_settings(s: Settings) -> None:
     """Check every set value's shape; each error names the setting and what is allowed."""
+    for name in NAMES:
+        value = getattr(s, name.lower())
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(name, f"must be a string, got {type(value).__name__}")
+        if value is not None:
+            _check_text(name, value, "the settings")
     if s.project_id is not None and not _PROJECT.fullmatch(s.project_id):
         raise ConfigError(
             "PROJECT_ID",

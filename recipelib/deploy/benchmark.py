@@ -53,6 +53,7 @@ def plan_benchmark(
     """
     if not isinstance(model, str):
         raise ConfigError("model", f"must be a Hugging Face model id string, got {model!r}")
+    _require_bool(dry_run, "dry_run")
     values = merge_values(overrides)
     spec = resolve_model(model, tp_size=tp_size, pp_size=pp_size, quantization=quantization, backend=backend,
                          trtllm_version=settings.trtllm_version, gpu=str(values["accelerator"]),
@@ -147,6 +148,8 @@ def deploy(
     A run already deployed must not change either (unless ``force``): a retry of its pod would read the new
     ConfigMaps. A finished run (its Job Complete or Failed) is left as it is, and ``note`` says how to run again.
     """
+    _require_bool(dry_run, "dry_run")
+    _require_bool(force, "force")
     features = cluster_features(cluster)
     for omitted in features.omitted():
         log.warning("left out: %s", omitted)
@@ -187,3 +190,9 @@ def _next_run_id(run_id: str) -> str:
     stem, _, n = run_id.rpartition("-")
     nxt = f"{stem}-{int(n) + 1}" if stem and n.isdigit() and len(n) < 4 else f"{run_id}-2"
     return nxt if len(nxt) <= 40 else f"{run_id[:38]}-2"
+
+
+def _require_bool(value: object, field: str) -> None:
+    """``dry_run="yes"`` (papermill's ``-p dry_run yes``) must not pass for True, nor "no" for a real deploy."""
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"must be True or False, got {value!r} (papermill: -p {field} True)")

@@ -310,6 +310,9 @@ def parse_experiments(value: str | Iterable[Any] | None) -> list[Experiment]:
                 raise ConfigError("experiments", f"unknown preset {text!r}; presets: {', '.join(found)}")
             return found[text]
         value = _from_string(text)
+    if not isinstance(value, list | tuple):
+        raise ConfigError("experiments", f"must be a preset name, a string such as '128/128/30000,2048/128/3000' "
+                          f"or a list of {{isl, osl, num_requests}}, got {type(value).__name__} {value!r}")
     items = [_experiment(item, f"experiments[{i}]") for i, item in enumerate(value)]
     if not items:
         raise ConfigError("experiments", "is empty: give at least one {isl, osl, num_requests}")

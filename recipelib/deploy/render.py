@@ -114,7 +114,9 @@ def launcher_config(plan: BenchmarkPlan) -> dict[str, Any]:
         "run_id": plan.run_id,
         "model": m.id,
         # the repository actually downloaded and run (a pre-quantized one such as NVIDIA's FP8 405B for 1.x)
-        "checkpoint": getattr(m, "checkpoint", None) or m.id,
+        "checkpoint": m.checkpoint or m.id,
+        # what the launcher checks the parallel sizes against before it downloads anything
+        "model_shape": {k: v for k, v in (("attention_heads", m.attention_heads), ("layers", m.layers)) if v} or None,
         "backend": m.backend,
         "tp_size": m.tp_size,
         "pp_size": m.pp_size,

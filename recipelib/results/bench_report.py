@@ -104,12 +104,31 @@ STATS = {"minimum": "minimum", "maximum": "maximum", "average": "average",
 """A percentile breakdown's statistic (as printed, lower case) -> the :class:`Percentiles` attribute."""
 
 
+MAX_INT = 2**53
+"""The largest whole number a report may hold: beyond it a float no longer counts exactly, and a table's
+64-bit integer column would overflow. No real count (requests, tokens, GPUs) comes near it."""
+
+
+def shown(raw: Any, limit: int = 60) -> str:
+    """A value as an error shows it: short, and never a crash for a huge or deeply nested one."""
+    if isinstance(raw, list | dict | tuple):
+        return f"a JSON {'array' if isinstance(raw, list | tuple) else 'object'}"
+    try:
+        text = repr(raw)
+    except (RecursionError, ValueError):  # ValueError: an int past Python's digit limit
+        return f"a {type(raw).__name__}"
+    return text if len(text) <= limit else text[: limit - 5] + "...'" + f" ({len(text)} characters)"
+
+
 def number(attr: str, raw: Any, where: str | None) -> float:
     """A finite, non-negative float, or a ReportError that names the field and shows the value."""
     if isinstance(raw, bool):
         raise ReportError(attr, f"{raw!r} is not a number", source=where)
     if isinstance(raw, int | float):
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:  # an int too large for a float
+            raise ReportError(attr, f"{shown(raw)} is too large to be a measurement", source=where) from None
     else:
         text = str(raw).strip().replace(",", "")
         if not text:
@@ -117,12 +136,21 @@ def number(attr: str, raw: Any, where: str | None) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise ReportError(attr, f"{str(raw).strip()!r} is not a number", source=where) from None
+            raise ReportError(attr, f"{shown(str(raw).strip())} is not a number", source=where) from None
     if not math.isfinite(value):
-        raise ReportError(attr, f"{raw!r} is not a finite number", source=where)
+        raise ReportError(attr, f"{shown(raw)} is not a finite number", source=where)
     if value < 0:
-        raise ReportError(attr, f"{raw!r} is negative", source=where)
+        raise ReportError(attr, f"{shown(raw)} is negative", source=where)
     return value
+
+
+def whole(attr: str, value: float, raw: Any, where: str | None) -> int:
+    """``value`` as an int, if it is a whole number no larger than :data:`MAX_INT`."""
+    if value != int(value):
+        raise ReportError(attr, f"{shown(raw)} is not a whole number", source=where)
+    if value > MAX_INT:
+        raise ReportError(attr, f"{shown(raw)} is too large (at most {MAX_INT})", source=where)
+    return int(value)
 
 
 def checked(values: Mapping[str, Any], where: str | None) -> BenchReport:

@@ -22,6 +22,7 @@ from recipelib.results.analysis import against_speed_of_light, compare_runs, exp
 from recipelib.results.plots import draw_figures, figure_png
 from recipelib.results.records import ExperimentSpec
 from recipelib.results.reference import compare_to_published, method_note_html, with_methods
+from recipelib.results.serving_analysis import ServingAnalysis
 from recipelib.results.table import MissingReport, Results
 
 __all__ = ["Analysis", "ReportFiles", "analyse", "missing_reasons", "table_html", "write_report"]
@@ -60,14 +61,17 @@ def analyse(results: Results, *, gpu: str | None = None) -> Analysis:
 
 
 def write_report(results: Results, out_dir: str | Path, *, gpu: str | None = None,
-                 title: str = "TensorRT-LLM benchmark results", analysis: Analysis | None = None) -> ReportFiles:
-    """Write ``results.csv``, one PNG per figure and ``report.html`` into ``out_dir``."""
+                 title: str = "TensorRT-LLM benchmark results", analysis: Analysis | None = None,
+                 serving: ServingAnalysis | None = None) -> ReportFiles:
+    """Write ``results.csv``, one PNG per figure and ``report.html`` into ``out_dir``; ``serving``
+    (:func:`~recipelib.results.serving_analysis.analyse_serving`) adds the online serving sections."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     analysis = analysis or analyse(results, gpu=gpu)
     csv = export_csv(results.frame, out / "results.csv")
     figures = {}
-    for name, png in analysis.figures.items():
+    pngs = {**analysis.figures, **(serving.figures if serving else {})}
+    for name, png in pngs.items():
         path = out / f"{name}.png"
         path.write_bytes(png)
         figures[name] = path
@@ -83,12 +87,25 @@ def write_report(results: Results, out_dir: str | Path, *, gpu: str | None = Non
         published_html=method_note_html(analysis.published) + _html(analysis.published)
         if not analysis.published.empty else "",
         compare_html=_html(analysis.comparison) if analysis.comparison is not None else "",
-        images={name: base64.b64encode(png).decode("ascii") for name, png in analysis.figures.items()},
-        notes=analysis.notes,
+        images={name: base64.b64encode(png).decode("ascii") for name, png in pngs.items()},
+        notes={**analysis.notes, **(serving.notes if serving else {})},
+        serving=_serving_parts(serving),
     )
     html = out / "report.html"
     html.write_text(page, encoding="utf-8")
     return ReportFiles(html=html, csv=csv, figures=figures)
+
+
+def _serving_parts(serving: ServingAnalysis | None) -> dict[str, object] | None:
+    """The serving sections' tables as HTML, and how the numbers were measured (stand-in, replay)."""
+    if serving is None or serving.points.empty:
+        return None
+    mark = " (stand-in measurement)" if serving.standin else ""
+    return {"mark": mark + (" (replay)" if serving.replay else ""), "standin": serving.standin,
+            "runs_html": _html(serving.runs), "points_html": _html(serving.points),
+            "frontier_html": _html(serving.frontier),
+            "offline_html": _html(serving.offline), "mlperf_html": _html(serving.mlperf) if not serving.mlperf.empty
+            else ""}
 
 
 def table_html(frame: pd.DataFrame) -> str:

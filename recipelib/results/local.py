@@ -15,7 +15,7 @@ from pathlib import Path
 from recipelib.errors import ReportError, ResultsError
 from recipelib.results import layout
 from recipelib.results.records import ExperimentMetadata, RunInfo, newest_first, read_metadata, read_run
-from recipelib.results.reports import BenchReport, parse_report
+from recipelib.results.reports import parse_report
 from recipelib.results.table import MissingReport, Results, RunRows, combine, report_row
 
 log = logging.getLogger(__name__)
@@ -43,24 +43,27 @@ def list_local_runs(root: str | Path) -> list[RunInfo]:
     return newest_first(runs)
 
 
-def load_local(path: str | Path, runs: str | Sequence[str] = "all", *, strict: bool = True) -> Results:
+def load_local(path: str | Path, runs: str | Sequence[str] = "all", *, strict: bool = True,
+               excerpt: bool = False) -> Results:
     """Load a local folder of reports.
 
     ``path`` may be a results root laid out like the bucket (``release/run_id/experiment/report.*``),
     one run's folder (it holds ``run.json``), or any folder of loose ``report.json``/``*.txt`` reports
     (each file is an experiment of one run named after the folder). ``strict=False`` lists an experiment
-    whose report or ``metadata.json`` cannot be read as missing instead of raising; a bad ``run.json``
-    always raises.
+    whose report or ``metadata.json`` cannot be read as missing (with a logged warning) instead of raising;
+    a bad ``run.json`` always raises. ``excerpt=True`` reads text reports as published excerpts (see
+    :func:`~recipelib.results.report_text.parse_text`); the shipped examples are always read so.
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise ResultsError(f"{path} does not exist")
+    excerpt = excerpt or path.resolve().is_relative_to(examples_dir())  # the shipped examples are quotes
     origin = str(path)
     if path.is_file():
-        return combine([load_loose([path], path.parent.name, strict=strict)], origin=origin)
+        return combine([load_loose([path], path.parent.name, strict=strict, excerpt=excerpt)], origin=origin)
     if (path / layout.RUN_FILE).exists():
-        return combine([load_run_dir(path, path.parent.name, path.name, named=origin, strict=strict)],
-                       origin=origin)
+        return combine([load_run_dir(path, path.parent.name, path.name, named=origin, strict=strict,
+                                     excerpt=excerpt)], origin=origin)
     listed = [r for r in list_local_runs(path) if _has_results(path / r.release / r.run_id)]
     if listed:
         tokens = run_tokens(runs)
@@ -69,20 +72,25 @@ def load_local(path: str | Path, runs: str | Sequence[str] = "all", *, strict: b
         elif tokens != ["all"]:
             listed = [_find_local(t, listed) for t in tokens]
         return combine([load_run_dir(path / r.release / r.run_id, r.release, r.run_id,
-                                     named=f"{origin}/{r.key}", strict=strict) for r in listed], origin=origin)
+                                     named=f"{origin}/{r.key}", strict=strict, excerpt=excerpt)
+                        for r in listed], origin=origin)
     files = sorted(p for p in path.rglob("*") if p.is_file() and _is_report_file(p))
     if not files:
         raise ResultsError(f"no trtllm-bench reports ({layout.REPORT_JSON}, *.txt) under {path}")
-    return combine([load_loose(files, path.name, strict=strict)], origin=origin)
+    return combine([load_loose(files, path.name, strict=strict, excerpt=excerpt)], origin=origin)
 
 
 def load_examples(runs: str | Sequence[str] = "all", *, strict: bool = True) -> Results:
-    """The example reports shipped with recipelib (real, published runs; see ``data/examples/README.md``)."""
-    results = load_local(examples_dir(), runs, strict=strict)
+    """The example reports shipped with recipelib (real, published runs; see ``data/examples/README.md``).
+
+    They are quotes from NVIDIA's docs and blogs, some of which stop at the last value, before the closing
+    rule trtllm-bench prints: they are read as excerpts (a line cut mid-way is still refused)."""
+    results = load_local(examples_dir(), runs, strict=strict, excerpt=True)
     return Results(results.frame, results.runs, results.missing, origin="recipelib examples")
 
 
-def load_run_dir(run_dir: Path, release: str, run_id: str, *, named: str, strict: bool) -> RunRows:
+def load_run_dir(run_dir: Path, release: str, run_id: str, *, named: str, strict: bool,
+                 excerpt: bool = False) -> RunRows:
     """One run's folder as rows. ``named`` is how its files are named in sources and errors (a path or
     the bucket's ``gs://`` URI of the run); an experiment without a report is listed as missing."""
     info = read_run(run_dir, release, run_id, where=f"{named}/{layout.RUN_FILE}")
@@ -104,11 +112,11 @@ def load_run_dir(run_dir: Path, release: str, run_id: str, *, named: str, strict
             _skip(loaded, experiment, _no_report(metadata))
             continue
         _add_reports(loaded, report_path, experiment, metadata, f"{named}/{experiment}/{report_path.name}",
-                     strict=strict)
+                     strict=strict, excerpt=excerpt)
     return loaded
 
 
-def load_loose(files: Iterable[Path], run_id: str, *, strict: bool) -> RunRows:
+def load_loose(files: Iterable[Path], run_id: str, *, strict: bool, excerpt: bool = False) -> RunRows:
     """Report files that no launcher wrote, as one run ``local/<run_id>``: each file is an experiment (its
     folder's name for ``report.json``/``report.txt``, else the file's stem). A ``metadata.json`` beside a
     report is the launcher's, and is read strictly."""
@@ -122,7 +130,7 @@ def load_loose(files: Iterable[Path], run_id: str, *, strict: bool) -> RunRows:
                 raise
             _skip(loaded, experiment, str(e))
             continue
-        _add_reports(loaded, path, experiment, metadata, str(path), strict=strict)
+        _add_reports(loaded, path, experiment, metadata, str(path), strict=strict, excerpt=excerpt)
     return loaded
 
 
@@ -152,9 +160,9 @@ def _find_local(token: str, listed: Sequence[RunInfo]) -> RunInfo:
 
 
 def _add_reports(loaded: RunRows, path: Path, experiment: str, metadata: ExperimentMetadata | None, source: str,
-                 *, strict: bool) -> None:
+                 *, strict: bool, excerpt: bool = False) -> None:
     try:
-        reports = _parse_file(path, source)
+        reports = parse_report(path.read_bytes(), name=path.name, source=source, excerpt=excerpt)
     except ReportError as e:
         if strict:
             raise
@@ -162,10 +170,6 @@ def _add_reports(loaded: RunRows, path: Path, experiment: str, metadata: Experim
         return
     for index, report in enumerate(reports):
         loaded.rows.append(report_row(report, loaded.info, experiment, index, metadata))
-
-
-def _parse_file(path: Path, source: str) -> list[BenchReport]:
-    return parse_report(path.read_bytes(), name=path.name, source=source)
 
 
 def _skip(loaded: RunRows, experiment: str, reason: str) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from recipelib.errors import ResultsError
 from recipelib.results import layout
+from recipelib.results.bench_report import shown
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +115,11 @@ def read_json(path: Path) -> Any:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except ValueError as e:
-        raise ResultsError(f"{path} is not valid JSON: {e}") from None
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except RecursionError:
+        raise ResultsError(f"{path} nests arrays or objects too deeply to be a launcher record") from None
+    except ValueError as e:  # bad JSON, not UTF-8, an integer past Python's digit limit
+        raise ResultsError(f"{path} is not valid JSON: {str(e)[:200]}") from None
 
 
 def read_run(run_dir: Path, release: str, run_id: str, *, where: str | None = None) -> RunInfo:
@@ -174,21 +177,25 @@ def _checked(check: Callable[[Any, str], Mapping[str, Any]], doc: Any, where: st
 def _text(doc: Mapping[str, Any], key: str, where: str) -> str | None:
     value = doc[key]
     if value is not None and not isinstance(value, str):
-        raise ResultsError(f"{where}: {key!r} must be a string or null, got {value!r}")
+        raise ResultsError(f"{where}: {key!r} must be a string or null, got {shown(value)}")
     return value
+
+
+_MAX_INT = 2**53
+"""Larger counts are no real experiment's, and would overflow the table's 64-bit integer columns."""
 
 
 def _int(doc: Mapping[str, Any], key: str, where: str) -> int:
     value = doc[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ResultsError(f"{where}: {key!r} must be a whole number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT:
+        raise ResultsError(f"{where}: {key!r} must be a whole number from 0 to {_MAX_INT}, got {shown(value)}")
     return value
 
 
 def _bool(doc: Mapping[str, Any], key: str, where: str) -> bool:
     value = doc.get(key, False)
     if not isinstance(value, bool):
-        raise ResultsError(f"{where}: {key!r} must be true or false, got {value!r}")
+        raise ResultsError(f"{where}: {key!r} must be true or false, got {shown(value)}")
     return value
 
 
@@ -202,7 +209,7 @@ def _time(doc: Mapping[str, Any], key: str, where: str) -> datetime | None:
             raise ValueError(value)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ResultsError(f"{where}: {key!r} is not an ISO 8601 time: {value!r}") from None
+        raise ResultsError(f"{where}: {key!r} is not an ISO 8601 time: {shown(value)}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 

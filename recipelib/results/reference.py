@@ -1,4 +1,4 @@
-"""NVIDIA's published trtllm-bench throughput, to put each of our results beside.
+"""NVIDIA's published trtllm-bench throughput, and MLPerf's server scenario, to put each of our results beside.
 
 ``recipelib/data/nvidia_published_throughput.csv`` holds the output tokens/s that NVIDIA's
 ``perf-overview`` pages give for Llama 3.x 8B/70B/405B on H100/H200, per TensorRT-LLM version, with the
@@ -30,8 +30,9 @@ import pandas as pd
 
 from recipelib.results.records import RunInfo
 
-__all__ = ["PUBLISHED_METHODS", "Method", "compare_methods", "compare_to_published", "method_note_html",
-           "method_notes", "model_family", "published_figures", "result_method", "version_key", "with_methods"]
+__all__ = ["PUBLISHED_METHODS", "Method", "compare_methods", "compare_to_mlperf", "compare_to_published",
+           "method_note_html", "method_notes", "mlperf_server_points", "model_family", "published_figures",
+           "result_method", "version_key", "with_methods"]
 
 
 @dataclass(frozen=True)
@@ -226,3 +227,61 @@ def _closest(match: pd.DataFrame, ours: tuple[int, int] | None):
         return (abs((key[0] * 100 + key[1]) - (ours[0] * 100 + ours[1])), -(key[0] * 100 + key[1]))
 
     return match.assign(d=match.version.map(distance)).sort_values("d").iloc[0]
+
+
+# -- MLPerf Inference, server scenario (online serving) ---------------------------------------------------
+
+
+@cache
+def mlperf_server_points() -> pd.DataFrame:
+    """``recipelib/data/mlperf_server.csv``: MLPerf server-scenario results (output tokens/s at p99 TTFT/TPOT
+    within the scenario's limits), with where each was read in the file's header."""
+    with resources.files("recipelib").joinpath("data", "mlperf_server.csv").open() as f:
+        return pd.read_csv(f, comment="#")
+
+
+MLPERF_COLUMNS = ["run", "model", "gpu", "gpu_count", "mlperf", "mlperf_system", "mlperf_output_tok_s",
+                  "mlperf_ttft_p99_ms", "mlperf_tpot_p99_ms", "ttft_limit_ms", "tpot_limit_ms", "best_point_in_limits",
+                  "output_tok_s_in_limits", "ratio_to_mlperf", "note", "source"]
+
+
+def compare_to_mlperf(serving: pd.DataFrame, gpu: str | None = None) -> pd.DataFrame:
+    """One row per serving run whose model, GPU and GPU count match an MLPerf server-scenario result: MLPerf's
+    figure beside the run's best load point within the same latency limits (p99 TTFT and p99 inter-token
+    latency, aiperf's name for MLPerf's TPOT). ``gpu`` fills in the GPU where the run does not record it.
+
+    The workloads differ (MLPerf's dataset and Poisson arrivals against a fixed ISL/OSL sweep), so the
+    ratio is indicative; ``note`` says so, and says when no point met the limits.
+    """
+    reference = mlperf_server_points()
+    rows = []
+    for run, group in serving.groupby("run", sort=False):
+        first = group.iloc[0]
+        family = model_family(first["model"] if isinstance(first["model"], str) else None)
+        the_gpu = str(first["gpu"] if isinstance(first["gpu"], str) and first["gpu"] else gpu or "").upper()
+        count = first["gpu_count"] if not pd.isna(first["gpu_count"]) else first["tp_size"]
+        if family is None or not the_gpu or pd.isna(count):
+            continue
+        match = reference[(reference.model_family == family) & (reference.gpu == the_gpu)
+                          & (reference.gpu_count == int(count))]
+        for ref in match.itertuples(index=False):
+            inside = group[(group["ttft_p99_ms"] <= ref.ttft_limit_ms) & (group["itl_p99_ms"] <= ref.tpot_limit_ms)]
+            best = inside.loc[inside["output_throughput_tok_s"].idxmax()] if not inside.empty else None
+            if group["ttft_p99_ms"].isna().all():
+                note = "no TTFT/inter-token latency (the sweep did not stream): the limits cannot be checked"
+            elif best is None:
+                note = "no load point met MLPerf's limits"
+            else:
+                note = "indicative: MLPerf's dataset and Poisson arrivals, not this sweep's fixed ISL/OSL"
+            rows.append({
+                "run": run, "model": first["model"], "gpu": the_gpu, "gpu_count": int(count),
+                "mlperf": f"MLPerf Inference {ref.version} {ref.division}, {ref.scenario}, {ref.submitter}",
+                "mlperf_system": ref.system, "mlperf_output_tok_s": float(ref.output_tok_s),
+                "mlperf_ttft_p99_ms": float(ref.ttft_p99_ms), "mlperf_tpot_p99_ms": float(ref.tpot_p99_ms),
+                "ttft_limit_ms": float(ref.ttft_limit_ms), "tpot_limit_ms": float(ref.tpot_limit_ms),
+                "best_point_in_limits": None if best is None else best["point"],
+                "output_tok_s_in_limits": None if best is None else float(best["output_throughput_tok_s"]),
+                "ratio_to_mlperf": None if best is None else float(best["output_throughput_tok_s"]) / ref.output_tok_s,
+                "note": note, "source": ref.source,
+            })
+    return pd.DataFrame(rows, columns=MLPERF_COLUMNS)

@@ -21,6 +21,8 @@ from recipelib.results.bench_report import (
     Percentiles,
     checked,
     number,
+    shown,
+    whole,
 )
 
 __all__ = ["parse_json"]
@@ -66,24 +68,26 @@ _JSON_PERCENTILES = (
     ("streaming_metrics", "itl_percentiles", "tpot_percentiles_ms"),
     ("streaming_metrics", "gen_tps_percentiles", "gen_tps_percentiles"),
 )
+_SECTIONS = ("engine", "machine", "world_info", "request_info", "performance", "streaming_metrics", "dataset")
 _JSON_BACKENDS = {"trt": "tensorrt", "tensorrt": "tensorrt", "pytorch": "pytorch", "_autodeploy": "pytorch"}
 
 
 def parse_json(obj_or_text: Mapping[str, Any] | str | bytes, *, source: str | None = None) -> BenchReport:
-    """One report from trtllm-bench's ``--report_json`` file (a dict, or its JSON text).
+    """One report from trtllm-bench's ``--report_json`` file (a dict, or its JSON text; bytes must be UTF-8).
 
     The layout is ``ReportUtility.get_statistics_dict()`` (0.18 and later): ``engine``, ``machine``
     (1.x), ``world_info``, ``request_info``, ``performance``, ``streaming_metrics``, ``dataset``.
+    Anything malformed is a :class:`ReportError` naming the file and the field, never another exception: a
+    section that is not an object, a string where a number belongs (or the reverse), ``NaN``/``Infinity``,
+    a number too large to be a measurement, nesting deeper than Python's parser follows, bytes that are not
+    UTF-8. A section that is absent or ``null`` is not printed by that version, and left out.
     """
-    if isinstance(obj_or_text, str | bytes | bytearray):
-        try:
-            obj = json.loads(obj_or_text, parse_constant=_reject_constant)
-        except (ValueError, TypeError) as e:
-            raise ReportError("report_json", f"is not valid JSON: {e}", source=source) from None
-    else:
-        obj = obj_or_text
+    obj = _load(obj_or_text, source)
     if not isinstance(obj, Mapping):
-        raise ReportError("report_json", f"must be a JSON object, got {type(obj).__name__}", source=source)
+        raise ReportError("report_json", f"must be a JSON object, got {_kind(obj)}", source=source)
+    for section in _SECTIONS:
+        if obj.get(section) is not None and not isinstance(obj[section], Mapping):
+            raise ReportError(section, f"must be a JSON object, got {_kind(obj[section])}", source=source)
     if not isinstance(obj.get("performance"), Mapping):
         raise ReportError(
             "output_throughput", "no 'performance' object: not a trtllm-bench --report_json file", source=source
@@ -96,7 +100,9 @@ def parse_json(obj_or_text: Mapping[str, Any] | str | bytes, *, source: str | No
             continue
         raw = part[key]
         if attr in STR_FIELDS:  # trtllm-bench writes str(None) for an unset path
-            values[attr] = None if str(raw).strip().lower() in NONE_WORDS else str(raw)
+            if not isinstance(raw, str):
+                raise ReportError(attr, f"{section}.{key} must be a string, got {_kind(raw)}", source=source)
+            values[attr] = None if raw.strip().lower() in NONE_WORDS else raw
         else:
             values[attr] = _json_number(attr, f"{section}.{key}", raw, source)
     world = obj.get("world_info")
@@ -111,9 +117,10 @@ def parse_json(obj_or_text: Mapping[str, Any] | str | bytes, *, source: str | No
                 values[attr] = _json_number(attr, f"dataset.{key}", dataset[key], source)
     engine = obj.get("engine")
     if isinstance(engine, Mapping) and engine.get("backend") is not None:
-        name = str(engine["backend"]).strip().lower()
+        name = engine["backend"].strip().lower() if isinstance(engine["backend"], str) else None
         if name not in _JSON_BACKENDS:
-            raise ReportError("backend", f"unknown backend {engine['backend']!r}", source=source)
+            raise ReportError("backend", f"unknown backend {shown(engine['backend'])}; allowed: "
+                              f"{', '.join(sorted(_JSON_BACKENDS))}", source=source)
         values["backend"] = _JSON_BACKENDS[name]
     for section, key, attr in _JSON_PERCENTILES:
         part = obj.get(section)
@@ -121,7 +128,7 @@ def parse_json(obj_or_text: Mapping[str, Any] | str | bytes, *, source: str | No
         if stats is None or attr in values:
             continue
         if not isinstance(stats, Mapping):
-            raise ReportError(attr, f"{section}.{key} must be an object", source=source)
+            raise ReportError(attr, f"{section}.{key} must be an object, got {_kind(stats)}", source=source)
         values[attr] = Percentiles(
             **{k: _json_number(f"{attr}.{k}", f"{section}.{key}.{k}", v, source)
                for k, v in stats.items() if k in STATS}
@@ -131,16 +138,43 @@ def parse_json(obj_or_text: Mapping[str, Any] | str | bytes, *, source: str | No
     return checked(values, source)
 
 
+def _load(obj_or_text: Any, source: str | None) -> Any:
+    """The decoded document; text and bytes are parsed, anything else is taken as already decoded."""
+    if not isinstance(obj_or_text, str | bytes | bytearray):
+        return obj_or_text
+    try:
+        text = obj_or_text if isinstance(obj_or_text, str) else bytes(obj_or_text).decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant)
+    except UnicodeDecodeError as e:
+        raise ReportError("report_json", f"is not UTF-8 text ({e.reason} at byte {e.start})", source=source) from None
+    except RecursionError:
+        raise ReportError("report_json", "nests arrays or objects too deeply to be a trtllm-bench report",
+                          source=source) from None
+    except ValueError as e:  # includes an integer longer than Python's digit limit
+        raise ReportError("report_json", f"is not valid JSON: {str(e)[:200]}", source=source) from None
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind, as an error names it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {shown(value)}"
+    if isinstance(value, int | float):
+        return f"the number {shown(value)}"
+    return shown(value)
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
 
 
 def _json_number(attr: str, path: str, raw: Any, source: str | None) -> float | int:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise ReportError(attr, f"{path} = {raw!r} is not a number", source=source)
+        raise ReportError(attr, f"{path} = {_kind(raw)} is not a number", source=source)
     value = number(attr, raw, source)
     if attr in INT_FIELDS:
-        if value != int(value):
-            raise ReportError(attr, f"{path} = {raw!r} is not a whole number", source=source)
-        return int(value)
+        return whole(attr, value, raw, source)
     return value

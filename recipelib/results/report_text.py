@@ -17,6 +17,15 @@ runs (a launcher log of a sweep): every ``PERFORMANCE OVERVIEW`` section is one 
 sections printed before it (engine, world, request details) and completed by those printed after it
 (streaming statistics, dataset details) up to the next run's first section.
 
+**Complete or cut off.** trtllm-bench ends every section with a rule line of ``=`` (every full output in
+``tests/data/reports/`` does, and so do the format strings of ``reporting.py``): a body is the lines between
+the title's rule and the next one. A text that ends inside a section (no closing rule after its last
+line) was cut off: its last number may itself be cut (``980980.5121`` read as ``98098``), so it is a
+:class:`ReportError`, never a report. Published excerpts (docs and blogs that quote a report up to its last
+value) are read with ``excerpt=True``: the closing rule may then be missing, but a last line without its
+line break (a file cut mid-line) is still refused; an excerpt cut exactly at a line end cannot be told
+from a shorter excerpt, which is why the default is strict.
+
 Example::
 
     from recipelib.results.reports import parse_text
@@ -42,6 +51,8 @@ from recipelib.results.bench_report import (
     Percentiles,
     checked,
     number,
+    shown,
+    whole,
 )
 
 __all__ = ["parse_text"]
@@ -118,11 +129,21 @@ class _Section:
     lines: list[str] = field(default_factory=list)
 
 
-def _sections(text: str) -> Iterator[_Section | str]:
+@dataclass(frozen=True)
+class _Open:
+    """Where the text ends inside a section: its title, its last line, and whether that line is whole."""
+
+    title: str
+    last_line: str
+    line_complete: bool
+
+
+def _sections(text: str) -> Iterator[_Section | str | _Open]:
     """Yield each ``= TITLE`` section (its body: the lines up to the next rule) and version banners.
 
     A section is a title line between two rules of ``=``; its body ends at the next rule. Lines outside
     sections are log noise, except the ``[TensorRT-LLM] TensorRT-LLM version:`` banner, yielded as str.
+    If the text ends inside a section, that section is yielded and then an :class:`_Open` saying so.
     """
     current: _Section | None = None
     in_body = False
@@ -150,6 +171,8 @@ def _sections(text: str) -> Iterator[_Section | str]:
             yield banner.group(1)
     if current is not None:
         yield current
+        last = next((line for line in reversed(current.lines) if line), f"= {current.title}")
+        yield _Open(current.title, last, text.endswith(("\n", "\r")))
 
 
 def _kind(title: str) -> str:
@@ -213,17 +236,23 @@ class _Draft:
             self.values["gpu"] = line.split(",")[0].strip()
 
 
-def parse_text(text: str, *, source: str | None = None) -> list[BenchReport]:
+def parse_text(text: str | bytes, *, source: str | None = None, excerpt: bool = False) -> list[BenchReport]:
     """Every run in a trtllm-bench text report or log, one :class:`BenchReport` per PERFORMANCE OVERVIEW.
 
-    Raises :class:`ReportError` if the text holds no PERFORMANCE OVERVIEW at all, or if any run's
-    values are missing or not numbers.
+    ``text`` may be bytes (UTF-8). Raises :class:`ReportError` if the text holds no PERFORMANCE OVERVIEW at
+    all, if any run's values are missing or not numbers, or if the text ends inside a section (cut off; see
+    the module's docstring, and ``excerpt`` for quoted excerpts).
     """
+    text = _as_text(text, source)
     reports: list[BenchReport] = []
     context = _Draft()
     current: _Draft | None = None
     banner: str | None = None
+    ended_open: _Open | None = None
     for item in _sections(text):
+        if isinstance(item, _Open):
+            ended_open = item
+            continue
         if isinstance(item, str):
             banner = item
             continue
@@ -250,7 +279,42 @@ def parse_text(text: str, *, source: str | None = None) -> list[BenchReport]:
             "no '= PERFORMANCE OVERVIEW' section: not a trtllm-bench throughput report, or cut off before it",
             source=source,
         )
+    if ended_open is not None and not (excerpt and ended_open.line_complete):
+        _cut_off(ended_open, source)
     return reports
+
+
+def _as_text(text: object, source: str | None) -> str:
+    if isinstance(text, str):
+        return text
+    if isinstance(text, bytes | bytearray | memoryview):
+        try:
+            return bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ReportError("report_text", f"is not UTF-8 text ({e.reason} at byte {e.start})",
+                              source=source) from None
+    raise ReportError("report_text", f"must be text (str) or UTF-8 bytes, got {type(text).__name__}",
+                      source=source)
+
+
+def _cut_off(where: _Open, source: str | None) -> None:
+    """Raise the ReportError for a text that ends inside a section, naming the field of its last line."""
+    line = where.last_line
+    pct = _PCT_LINE.match(line)
+    label = _WS.sub(" ", line.partition(":")[0]).strip().lower()
+    if pct and pct.group(1).lower() in _PERCENTILE_TAGS:
+        name = f"{_PERCENTILE_TAGS[pct.group(1).lower()]}.{pct.group(2).lower()}"
+    else:
+        name = _LABELS.get(label, where.title)
+    how = ("ends mid-line" if not where.line_complete
+           else "ends without the section's closing rule line of '='")
+    raise ReportError(
+        name,
+        f"the text {how} inside '= {where.title}' (last line {shown(line)}): the report is cut off, and its "
+        "last value may be cut too. Use the complete file; a published excerpt that stops before the rule is "
+        "read with excerpt=True",
+        source=source,
+    )
 
 
 def _finish(draft: _Draft, source: str | None, index: int) -> BenchReport:
@@ -278,7 +342,5 @@ def _convert(attr: str, raw: str, where: str | None) -> Any:
         raw = raw.strip().removesuffix("%")
     value = number(attr, raw, where)
     if attr in INT_FIELDS:
-        if value != int(value):
-            raise ReportError(attr, f"{raw!r} is not a whole number", source=where)
-        return int(value)
+        return whole(attr, value, raw, where)
     return value

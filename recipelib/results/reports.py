@@ -37,12 +37,16 @@ __all__ = [
 ]
 
 
-def parse_report(data: str | bytes, *, name: str, source: str | None = None) -> list[BenchReport]:
-    """Parse a file's content by its name: ``*.json`` as ``--report_json``, anything else as text."""
+def parse_report(data: str | bytes, *, name: str, source: str | None = None,
+                 excerpt: bool = False) -> list[BenchReport]:
+    """Parse a file's content by its name: ``*.json`` as ``--report_json``, anything else as text.
+
+    Bytes must be UTF-8; ``excerpt`` is :func:`parse_text`'s (a published quote that may stop before the
+    closing rule). Every problem is a :class:`ReportError` naming the file and the field.
+    """
     if name.endswith(".json"):
         return [parse_json(data, source=source or name)]
-    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes | bytearray) else data
-    return parse_text(text, source=source or name)
+    return parse_text(data, source=source or name, excerpt=excerpt)
 
 
 PERCENTILE_COLUMNS: tuple[tuple[str, str, str], ...] = (

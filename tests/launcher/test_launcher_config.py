@@ -116,7 +116,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "bogus: unknown key; allowed: " + ", ".join([
             "release", "run_id", "model", "backend", "tp_size", "pp_size", "kv_cache_free_gpu_mem_fraction",
             "checkpoint_dir", "workspace", "engine_cache_dir", "results", "experiments", "ep_size", "quantization",
-            "max_batch_size", "max_num_tokens", "preflight", "checkpoint", "engine_method"]),
+            "max_batch_size", "max_num_tokens", "preflight", "checkpoint", "engine_method", "model_shape"]),
         "tp_size: must be a positive integer, got 0",
         "experiments[3].isl: must be a positive integer, got -5",
     ]
