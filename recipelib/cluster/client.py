@@ -53,6 +53,20 @@ class Cluster:
         return f"{self.source} (namespace {self.namespace})"
 
 
+def _hint(status: int, reason: str) -> str:
+    """What to do, by cause: a namespace quota's 403 is not a missing role (the API says which it is)."""
+    if status == 401:
+        return " Credentials were refused: reconnect (setup.ipynb) or refresh your login."
+    if status == 403 and "exceeded quota" in reason:
+        return (" A ResourceQuota of the namespace refuses it: free quota (remove finished releases with "
+                "cleanup.ipynb) or ask the namespace's administrator to raise it.")
+    if status == 403:
+        return " Your account lacks the Kubernetes permission for this; ask for the 'container.developer' role."
+    if status == 429:
+        return " The API server is rate-limiting requests: wait a moment and run the cell again."
+    return ""
+
+
 def call(fn: Callable[[], Any], what: str) -> Any:
     """Run one API call; turn transport and HTTP failures into a ClusterError that says what failed."""
     from recipelib.errors import ConflictError, NotFoundError
@@ -62,10 +76,7 @@ def call(fn: Callable[[], Any], what: str) -> Any:
     except ApiException as e:
         reason = _status_message(e)
         cls = {404: NotFoundError, 409: ConflictError}.get(e.status or 0, ClusterError)
-        hint = {
-            401: " Credentials were refused: reconnect (setup.ipynb) or refresh your login.",
-            403: " Your account lacks the Kubernetes permission for this; ask for the 'container.developer' role.",
-        }.get(e.status or 0, "")
+        hint = _hint(e.status or 0, reason)
         raise cls(f"could not {what}: HTTP {e.status} {reason}.{hint}", status=e.status) from None
     except (Urllib3Error, OSError) as e:
         raise ClusterError(f"{unreachable(_server_of(e), _transport_reason(e))} (while trying to {what})") from None

@@ -200,8 +200,9 @@ def advance(progress: Progress, event: dict[str, Any]) -> Progress:
 def _run_changes(progress: Progress, state: Any, event: dict[str, Any]) -> dict[str, Any]:
     """A ``run`` event: a new attempt starts afresh (keeping why the last one failed), or the attempt ends."""
     if state == "started":
+        # exit_code stays: a retry that finds the run closed exits as the attempt that closed it
         return {"attempts": progress.attempts + 1, "run_state": None, "run_status": None, "run_error": None,
-                "exit_code": None, "earlier_failure": progress.failure or progress.earlier_failure}
+                "earlier_failure": progress.failure or progress.earlier_failure}
     changes: dict[str, Any] = {}
     if state in ("finished", "failed", "skipped"):
         changes["run_state"] = state

@@ -125,6 +125,7 @@ def test_a_job_the_namespace_quota_refuses_leaves_no_configmaps(cluster, setting
     with pytest.raises(ClusterError) as e:
         deploy(plan_benchmark(settings, MODEL, user="alice"), cluster)
     assert e.value.status == 403 and "exceeded quota" in str(e.value) and "Nothing was changed" in str(e.value)
+    assert "ResourceQuota" in str(e.value) and "container.developer" not in str(e.value)  # the hint fits the cause
     assert everything(cluster) == before == {}
 
 
