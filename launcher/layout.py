@@ -11,6 +11,8 @@ Standard library only: the launcher imports it inside the benchmark pod and reci
     <results>/<release>/<run_id>/<experiment_id>/benchmark.log a failed experiment's output (never called a report)
     <results>/<release>/<run_id>/<experiment_id>/launcher.log
     <results>/<release>/<run_id>/.attempts/<attempt>/{started.json, preflight.json, result.json, launcher.log}
+    <results>/<release>/<run_id>/<load point id>/load_summary.json   a serving load point: our summary ...
+    <results>/<release>/<run_id>/<load point id>/profile_export_aiperf.{json,csv}  ... beside aiperf's exports
 
 ``run.json`` and ``metadata.json`` carry ``"schema": SCHEMA``; a reader reads exactly the keys listed here
 and refuses a schema it does not know, rather than guessing at other spellings.
@@ -52,6 +54,18 @@ METADATA_KEYS = ("schema", "release", "run_id", "model", "experiment", "status",
 EXPERIMENT_KEYS = ("id", "isl", "osl", "num_requests")
 """Keys of the ``experiment`` mapping in ``metadata.json`` and of each entry of ``run.json``'s ``experiments``."""
 
+LOAD_SUMMARY = "load_summary.json"
+"""Our summary of a load point (``recipelib.serving.results.write_summary``; its ``SUMMARY``), in the point's
+folder beside aiperf's own exports: ``<results>/<release>/<run_id>/<load point id>/load_summary.json``."""
+LOAD_EXPORT = "profile_export_aiperf.json"
+"""aiperf's JSON export of one load point (kept as aiperf wrote it, beside its CSV export)."""
+LOAD_ERROR = "error.txt"
+"""Written in a load point's folder, instead of ``load_summary.json``, when aiperf failed there: why, in words."""
+LOAD_SUMMARY_KEYS = ("schema", "points")
+"""Keys every schema-1 ``load_summary.json`` has; ``points`` is a list of ``LoadPoint`` records. Optional keys
+that analysis reads when present: ``model``, ``tp_size``, ``gpu``, ``gpu_count``, ``trtllm_version``,
+``started`` (RFC 3339), ``standin`` and ``replay`` (booleans: not a real server), ``server`` (a description)."""
+
 _EXPERIMENT_ID = re.compile(r"^isl(?P<isl>\d+)-osl(?P<osl>\d+)-n(?P<n>\d+)(?:-c(?P<c>\d+))?(?P<stream>-stream)?$")
 
 
@@ -75,6 +89,34 @@ def parse_experiment_id(value: str) -> dict[str, Any] | None:
         return None
     return {"isl": int(m["isl"]), "osl": int(m["osl"]), "num_requests": int(m["n"]),
             "concurrency": int(m["c"]) if m["c"] else None, "streaming": bool(m["stream"])}
+
+
+_LOAD_POINT_ID = re.compile(r"^isl(?P<isl>\d+)-osl(?P<osl>\d+)-(?:c(?P<c>\d+)|r(?P<r>\d+(?:\.\d+)?))$")
+
+
+def load_point_id(concurrency: int | None = None, request_rate: float | None = None, *, isl: int,
+                  osl: int) -> str:
+    """``isl128-osl128-c16`` (closed loop, 16 in flight) or ``isl128-osl128-r2.5`` (open loop, 2.5 requests/s):
+    the folder of one load point. Never an :func:`experiment_id` (those carry ``-n<requests>``)."""
+    if (concurrency is None) == (request_rate is None):
+        raise ValueError("load_point_id: give exactly one of concurrency or request_rate")
+    if concurrency is not None:
+        if isinstance(concurrency, bool) or int(concurrency) != concurrency or concurrency < 1:
+            raise ValueError(f"load_point_id: concurrency {concurrency!r} is not a positive whole number")
+        return f"isl{isl}-osl{osl}-c{int(concurrency)}"
+    rate = float(request_rate)  # type: ignore[arg-type]
+    if not rate > 0 or rate == float("inf"):
+        raise ValueError(f"load_point_id: request_rate {request_rate!r} is not a positive number")
+    return f"isl{isl}-osl{osl}-r{int(rate) if rate.is_integer() else rate!r}"
+
+
+def parse_load_point_id(value: str) -> dict[str, Any] | None:
+    """The inverse of :func:`load_point_id`; ``None`` for a folder name that is not one."""
+    m = _LOAD_POINT_ID.match(value)
+    if not m:
+        return None
+    return {"isl": int(m["isl"]), "osl": int(m["osl"]), "concurrency": int(m["c"]) if m["c"] else None,
+            "request_rate": float(m["r"]) if m["r"] else None}
 
 
 def run_prefix(release: str, run_id: str) -> str:

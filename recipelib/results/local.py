@@ -64,7 +64,7 @@ def load_local(path: str | Path, runs: str | Sequence[str] = "all", *, strict: b
     if (path / layout.RUN_FILE).exists():
         return combine([load_run_dir(path, path.parent.name, path.name, named=origin, strict=strict,
                                      excerpt=excerpt)], origin=origin)
-    listed = [r for r in list_local_runs(path) if _has_results(path / r.release / r.run_id)]
+    listed = [r for r in list_local_runs(path) if not r.serving and _has_results(path / r.release / r.run_id)]
     if listed:
         tokens = run_tokens(runs)
         if tokens == ["latest"]:

@@ -54,6 +54,11 @@ class RunInfo:
         return layout.run_prefix(self.release, self.run_id)
 
     @property
+    def serving(self) -> bool:
+        """A load sweep against a server (``"mode": "serving"``): its points are read by results.serving."""
+        return self.document.get("mode") == "serving"
+
+    @property
     def ended(self) -> bool:
         """Whether ``run.json`` exists: the launcher writes it once, when the run is over."""
         return self.status in layout.RUN_STATUSES

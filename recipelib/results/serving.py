@@ -33,7 +33,7 @@ import pandas as pd
 
 from recipelib.errors import ResultsError
 from recipelib.results import layout
-from recipelib.results.records import RunInfo, read_json, read_run
+from recipelib.results.records import RunInfo, normalise_gpu, read_json, read_run
 from recipelib.results.table import MissingReport
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,8 @@ def read_summary(path: Path, *, where: str | None = None) -> list[dict[str, Any]
         raise ResultsError(f"{where}: points: {'missing' if missing else 'must be a non-empty list'} "
                            "(one record per load point)")
     about = {"model": _optional(doc, "model", str, where), "tp_size": _optional(doc, "tp_size", int, where),
-             "gpu": _optional(doc, "gpu", str, where), "gpu_count": _optional(doc, "gpu_count", int, where),
+             "gpu": normalise_gpu(_optional(doc, "gpu", str, where)),
+             "gpu_count": _optional(doc, "gpu_count", int, where),
              "trtllm_version": _optional(doc, "trtllm_version", str, where),
              "standin": bool(_optional(doc, "standin", bool, where)),
              "replay": bool(_optional(doc, "replay", bool, where)), "server": _optional(doc, "server", str, where),
@@ -172,8 +173,9 @@ def _time(value: Any, where: str) -> pd.Timestamp | None:
 
 
 def _is_point_folder(path: Path) -> bool:
-    """A load point's folder: our summary, or aiperf's export (a point whose summary is missing) in it."""
-    return (path / layout.LOAD_SUMMARY).is_file() or (path / layout.LOAD_EXPORT).is_file()
+    """A load point's folder: our summary, aiperf's export (a point whose summary is missing) or the load
+    step's account of a failed point in it."""
+    return any((path / name).is_file() for name in (layout.LOAD_SUMMARY, layout.LOAD_EXPORT, layout.LOAD_ERROR))
 
 
 def _run_rows(run_dir: Path, release: str, run_id: str, named: str, strict: bool,
@@ -184,6 +186,12 @@ def _run_rows(run_dir: Path, release: str, run_id: str, named: str, strict: bool
         if not _is_point_folder(point_dir):
             continue
         where = f"{named}/{point_dir.name}/{layout.LOAD_SUMMARY}"
+        failed = point_dir / layout.LOAD_ERROR
+        if failed.is_file() and not (point_dir / layout.LOAD_SUMMARY).is_file():  # the load step said why
+            reason = failed.read_text(encoding="utf-8", errors="replace").strip() or "failed (no reason written)"
+            log.warning("load point %s/%s failed: %s", info.key, point_dir.name, reason)
+            missing.append(MissingReport(info.key, point_dir.name, reason))
+            continue
         try:
             point_rows = read_summary(point_dir / layout.LOAD_SUMMARY, where=where)
         except ResultsError as e:

@@ -223,7 +223,7 @@ class ResultsStore:
     def _resolve(self, runs: str | Sequence[str], *, offline: bool) -> list[tuple[str, str]]:
         tokens = run_tokens(runs)
         if tokens in (["latest"], ["all"]):
-            listed = self.list_runs(offline=offline)
+            listed = [r for r in self.list_runs(offline=offline) if not r.serving]  # load points: results.serving
             if not listed:
                 where = f"the local cache {self.local_root}" if offline else self.uri
                 raise ResultsError(f"no runs under {where}")

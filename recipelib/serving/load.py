@@ -157,6 +157,9 @@ class LoadSweep:
                 raise ConfigError(name, "required (a non-empty string)")
         if not isinstance(warmup_requests, int) or isinstance(warmup_requests, bool) or warmup_requests < 0:
             raise ConfigError("warmup_requests", f"{warmup_requests!r}: use 0 or a positive whole number")
+        if warmup_requests and rate:
+            raise ConfigError("warmup_requests", "leave it 0 with a request_rate list: aiperf 0.13 then runs every "
+                              "warm-up rate with every rate (9 runs for 3 rates); warm up with a concurrency sweep")
         parsed_slos = parse_slos(slos)
         if parsed_slos and not streaming and set(parsed_slos) - {"request_latency"}:
             raise ConfigError("slos", "TTFT and inter-token SLOs need streaming=True (aiperf measures them "

@@ -24,7 +24,7 @@ from recipelib.errors import ReportError
 
 EXPORT = "profile_export_aiperf.json"
 SUMMARY = "load_summary.json"
-_SKIP = {"aggregate", "sweep_aggregate"}
+_SKIP = {"aggregate", "sweep_aggregate", "phases"}  # phases/: aiperf 0.13 splits warmup and profiling there
 
 
 @dataclass(frozen=True)

@@ -71,10 +71,11 @@ def test_runs_on_the_examples_with_no_cloud(tmp_path, monkeypatch) -> None:
         assert ">None<" not in table and ">NaN<" not in table and "&lt;NA&gt;" not in table
     assert any(">\u2014<" in table for table in html_tables)  # the examples lack some values
     images = [o for o in outputs(nb) if "image/png" in o.get("data", {})]
-    assert len(images) == 3  # every example has throughput and a limit; one of them has latency percentiles
+    # throughput, limits and latency of the trtllm-bench examples; latency, goodput and frontier of the serving one
+    assert len(images) == 6
     assert "No latency figure" not in text
     assert f"HTML report: {out / 'report.html'}" in text
-    assert (out / "report.html").read_text().count("data:image/png;base64,") == 3
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == 6
     assert {p.name for p in out.iterdir()} >= {"report.html", "results.csv", "throughput.png"}
     assert "gs://" not in text
 
