@@ -128,8 +128,7 @@ PARAMETER_ROWS = [
 ]
 PAPERMILL_ROWS = [
     papermill_row("deploy", "dry_run", "yes", "deploy-manifests"),
-    xfail(papermill_row("analyze", "strict", "no", "analysis-output"),
-          "notebooks: analyze.ipynb does not call parameters.check(globals(), ...) yet"),
+    papermill_row("analyze", "strict", "no", "analysis-output"),
 ]
 
 
