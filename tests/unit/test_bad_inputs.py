@@ -62,7 +62,7 @@ WIRING: dict[str, dict[str, Any]] = {
     "deploy": {"choices": {"backend": ("", "tensorrt", "pytorch")},
                "bounds": {"tp_size": (0, 8), "pp_size": (0, 8), "gpus": (0, 8)}},
     "monitor": {"choices": {"widgets": ("auto", "yes", "no")}, "bounds": {"timeout_s": (1, None)}},
-    "build-image": {"bounds": {"follow_timeout_s": (0, None), "poll_s": (0.1, None), "timeout_s": (1, None),
+    "build-image": {"bounds": {"follow_timeout_s": (0, None), "poll_s": (0.01, None), "timeout_s": (1, None),
                                "disk_size_gb": (10, None)}},
     "analyze": {}, "cleanup": {}, "setup": {},
 }
