@@ -30,6 +30,8 @@ from recipelib.deploy import (
     validate_objects,
     write_manifests,
 )
+from recipelib.deploy.serving import deploy_serving, plan_serving
+from recipelib.deploy.serving_load import deploy_load, plan_load
 from recipelib.errors import (
     AnalysisError,
     CloudConflictError,
@@ -54,6 +56,7 @@ from recipelib.errors import (
 from recipelib.image import build_image, follow_build
 from recipelib.monitor import latest_release, wait
 from recipelib.monitor import status as run_status
+from recipelib.monitor.serving import server_state
 from recipelib.redaction import install_log_redaction as _install_log_redaction
 from recipelib.results import load_results
 from recipelib.settings import Settings, load_settings, save_settings
@@ -94,6 +97,8 @@ __all__ = [
     "check_cluster",
     "connect",
     "deploy",
+    "deploy_load",
+    "deploy_serving",
     "ensure_hf_secret",
     "follow_build",
     "from_gke",
@@ -105,11 +110,14 @@ __all__ = [
     "load_settings",
     "parse_experiments",
     "plan_benchmark",
+    "plan_load",
+    "plan_serving",
     "presets",
     "render_benchmark",
     "resolve_model",
     "run_status",
     "save_settings",
+    "server_state",
     "uninstall",
     "validate_objects",
     "wait",

@@ -311,19 +311,9 @@ class RuntimeMixin:
 
 
     def _fake_checkpoint(self, model: str) -> None:
-        """A tiny stand-in of ``model`` on the fake hub the downloader copies from (no weights are real)."""
-        repo = self.node_root / "hub" / model
-        if (repo / "config.json").exists():
-            return
-        repo.mkdir(parents=True, exist_ok=True)
-        shards = [f"model-{i:05d}-of-00002.safetensors" for i in (1, 2)]
-        weight_map = {f"layers.{i}.weight": shard for i, shard in enumerate(shards)}
-        (repo / "model.safetensors.index.json").write_text(
-            json.dumps({"metadata": {"note": "sandbox stand-in"}, "weight_map": weight_map}))
-        for i, shard in enumerate(shards):
-            (repo / shard).write_bytes(bytes([i + 1]) * 1024)
-        (repo / "tokenizer.json").write_text("{}")
-        (repo / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "sandbox": True}))
+        """A tiny stand-in of ``model`` on the fake hub the downloader copies from (no weights are real; the
+        tokenizer is the tiny real one, so that a serving load's aiperf can tokenize with it)."""
+        serving.fake_checkpoint(self.node_root / "hub" / model)
 
     def pull(self, run: PodRun, spec: Any, c: Container) -> None:
         image = spec.image or ""

@@ -1,10 +1,12 @@
-"""``make demo``: setup -> deploy -> monitor -> analyze on this machine, no cloud account needed.
+"""``make demo``: setup -> deploy -> monitor -> serve + load -> analyze on this machine, no cloud account needed.
 
 Starts the local sandbox (:mod:`recipelib.sandbox`: a real API server, a node agent playing an A3 Ultra
 node's kubelet, a Cloud Storage server), or reuses a running one, and runs the notebooks headless with
 papermill, as a user would run them with no cluster configured: they pick up the settings the sandbox
 offers (the settings overlay, :mod:`recipelib.settings`) and say so first. The benchmark pod replays the
-recipe's recorded Llama 3.1 405B run, labelled as a replay everywhere. The executed notebooks, the
+recipe's recorded Llama 3.1 405B run, labelled as a replay everywhere; then the same model is served by the
+trtllm-serve stand-in (configured latencies, labelled a stand-in everywhere) and loaded by the real aiperf
+in a load Job. The executed notebooks, the
 manifests, the plots and the HTML report land in one output folder, named at the end; the user's own
 settings file is never touched. A sandbox the demo started is stopped at the end (``--keep`` leaves it
 running).
@@ -78,12 +80,26 @@ def _environment(out_dir: Path, sandbox: Sandbox) -> None:
     os.environ[OVERLAY_ENV] = str(sandbox.overlay)
 
 
-def run_demo(out_dir: Path, sandbox: Sandbox, *, model: str, experiments: str, monitor_timeout_s: int = 600) -> Path:
-    """The notebooks, in order, against a started sandbox; returns the output folder."""
+SERVING_EXPERIMENTS = "128/32/24"
+"""The serving run's load: ISL 128 / OSL 32, 24 requests per point (the stand-in keeps TTFT 50 ms, 10 ms a token)."""
+SERVING_CONCURRENCY = "1,4,16"
+SERVING_OVERRIDES = {"serve_startup_period_seconds": 1, "serve_readiness_period_seconds": 1}
+"""Probes every second: the stand-in loads in 2 s, and the demo should not wait for a 30 s probe period."""
+
+
+def run_demo(out_dir: Path, sandbox: Sandbox, *, model: str, experiments: str, monitor_timeout_s: int = 600,
+             serving: bool = True) -> Path:
+    """The notebooks, in order, against a started sandbox; returns the output folder.
+
+    After the throughput run, a serving run: deploy.ipynb with ``mode="serving"`` starts the trtllm-serve
+    stand-in behind its Service and, once it is ready, a load Job running the real aiperf against it; the
+    analysis then shows both (the serving points labelled as measured against a stand-in).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     _environment(out_dir, sandbox)
     stamp = out_dir.name.lower().replace("_", "-")
     run_id = f"replay-{stamp}"[:40].strip("-")
+    load_id = f"load-{stamp}"[:40].strip("-")
     release = release_name(model, user="demo")
     run_notebook("setup", out_dir, "1-setup")
     run_notebook("deploy", out_dir, "2-deploy", model=model, experiments=experiments, user="demo", run_id=run_id,
@@ -94,9 +110,53 @@ def run_demo(out_dir: Path, sandbox: Sandbox, *, model: str, experiments: str, m
     else:
         log.warning("notebooks/monitor.ipynb is missing: waiting for the Job without it")
         _wait_for_job(sandbox, release, monitor_timeout_s)
-    run_notebook("analyze", out_dir, "4-analyze", runs=f"{release}/{run_id}", out_dir="analysis")
-    run_notebook("cleanup", out_dir, "5-cleanup", release=release)
+    serving_runs = "all"
+    if serving and _aiperf_ready():
+        from recipelib.deploy.serving import serving_release
+
+        served = serving_release(model, user="demo")
+        run_notebook("deploy", out_dir, "4-serve", mode="serving", model=model, user="demo",
+                     experiments=SERVING_EXPERIMENTS, concurrency=SERVING_CONCURRENCY, ttft_ms=500, tpot_ms=20,
+                     wait_ready_s=120, run_id=load_id, out_dir="serving-manifests", overrides=SERVING_OVERRIDES)
+        _wait_for_load(sandbox, served, load_id, monitor_timeout_s)
+        serving_runs = f"{served}/{load_id}"
+    run_notebook("analyze", out_dir, "5-analyze", runs=f"{release}/{run_id}", serving_runs=serving_runs,
+                 out_dir="analysis")
+    run_notebook("cleanup", out_dir, "6-cleanup", release=release)
     return out_dir
+
+
+def _aiperf_ready() -> bool:
+    """aiperf's own environment (``make demo`` creates it): the load Job's pod runs the real aiperf from it."""
+    from recipelib.sandbox.serving import AIPERF
+
+    if AIPERF.is_file():
+        return True
+    log.warning("%s is missing: the serving run is skipped (python -m recipelib.serving.aiperf_env creates it)",
+                AIPERF)
+    return False
+
+
+def _wait_for_load(sandbox: Sandbox, release: str, run_id: str, timeout_s: float) -> None:
+    """Follow the load Job: point k of n, ETA, until it ends; a failed sweep stops the demo."""
+    from recipelib.monitor.serving import load_jobs, load_progress
+
+    cluster = sandbox.cluster()
+    job = next((j for j in load_jobs(cluster, release) if j.endswith(run_id)), None)
+    if job is None:
+        raise RecipelibError(f"no load Job of release {release} for run {run_id}: see 4-serve.ipynb")
+    deadline, said = time.monotonic() + timeout_s, ""
+    while time.monotonic() < deadline:
+        progress = load_progress(cluster, job)
+        if progress.describe() != said:
+            said = progress.describe()
+            log.info("   %s", said)
+        if progress.status in ("Complete", "Failed"):
+            if progress.status != "Complete":
+                raise RecipelibError(f"the load Job {job} ended {progress.status}: {said}")
+            return
+        time.sleep(1)
+    raise RecipelibError(f"the load Job {job} did not finish within {timeout_s:.0f}s")
 
 
 def _wait_for_job(sandbox: Sandbox, release: str, timeout_s: float) -> None:
@@ -124,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="recorded seconds per real second (default %(default)g: the recorded hour in 10 s)")
     parser.add_argument("--sandbox", default=None, help=f"the sandbox's folder (default {sandbox_root()})")
     parser.add_argument("--keep", action="store_true", help="leave the sandbox running afterwards")
+    parser.add_argument("--no-serving", action="store_true", help="skip the serving run (server + aiperf load)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("papermill", "traitlets", "urllib3", "kubernetes", "google", "recipelib.sandbox.gcs"):
@@ -138,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         if not started_here:
             sandbox.set_controls(replay_speed=args.replay_speed, fail="")
         log.info("Local sandbox ready (a replay of a recorded run, not a real cluster): %s", sandbox.root)
-        run_demo(out_dir, sandbox, model=args.model, experiments=args.experiments)
+        run_demo(out_dir, sandbox, model=args.model, experiments=args.experiments, serving=not args.no_serving)
     except Exception as e:  # a failed notebook is saved with its error: point at it
         log.error("The demo failed: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         log.error("Executed notebooks so far (the failing one shows the error at the top): %s", out_dir)

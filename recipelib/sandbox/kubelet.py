@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from recipelib.sandbox import serving
 from recipelib.sandbox.containers import Container
 from recipelib.sandbox.formats import utc_now
 from recipelib.sandbox.node import Controls, NodeShape
@@ -59,6 +60,8 @@ class PodRun(threading.Thread):
         self.reason: str | None = None
         self.message: str | None = None
         self.volumes: dict[str, Path | str] = {}
+        self.ports: dict[int, int] = {}  # containerPort -> the local port its process listens on
+        self.port_names: dict[str, int] = {}  # a named containerPort -> its number
         self._said: set[tuple[str, str]] = set()
         self._since: dict[str, tuple[str, str]] = {}  # condition type -> (status, when it became so)
 
@@ -79,11 +82,11 @@ class PodRun(threading.Thread):
     def _conditions(self) -> list[dict[str, Any]]:
         now = utc_now()
         inits_done = all(c.done.is_set() and c.exit_code == 0 for c in self.inits)
-        ready = all(c.running for c in self.mains) and not self.stopping
+        ready = all(c.ready for c in self.mains) and not self.stopping
         finished = self.phase in ("Succeeded", "Failed")
         scheduled = next((c for c in self.pod.status.conditions or [] if c.type == "PodScheduled"), None)
         pending_inits = [c.name for c in self.inits if not (c.done.is_set() and c.exit_code == 0)]
-        unready = [c.name for c in self.mains if not c.running]
+        unready = [c.name for c in self.mains if not c.ready]
 
         def cond(kind: str, ok: bool, reason: str | None, message: str | None) -> dict[str, Any]:
             status = "True" if ok else "False"
@@ -215,6 +218,7 @@ class PodRun(threading.Thread):
         self._event("Created", f"Created container {c.name}", container=c.name)
         c.start(argv, env, cwd, self.agent.pid_dir)
         self._event("Started", f"Started container {c.name}", container=c.name)
+        serving.start_probes(self, spec, c)
         if self.stopping:  # stopped while this container was being started: it goes too
             c.stop(2.0)
         return True

@@ -100,3 +100,11 @@ def test_command_refuses_an_option_aiperf_does_not_list(tmp_path: Path) -> None:
     argv = profile_command(sweep, "concurrency", sweep.concurrency, tmp_path, options | {"--goodput"})
     assert argv[argv.index("--concurrency") + 1] == "1,4"
     assert argv[argv.index("--goodput") + 1] == "time_to_first_token:200"
+
+
+def test_the_image_installs_the_aiperf_the_load_steps_pin():
+    from helpers import REPO
+
+    from recipelib.serving.aiperf_env import AIPERF_VERSION
+
+    assert f"ARG AIPERF_VERSION={AIPERF_VERSION}\n" in (REPO / "launcher" / "Dockerfile").read_text()
