@@ -21,7 +21,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from recipelib import gcp
+import recipelib.gcp as gcp
 from recipelib.errors import CloudError, ClusterError, ConfigError
 from recipelib.settings import Settings, overlay_path
 

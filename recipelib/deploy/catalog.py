@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from recipelib.deploy import flows as fl
+import recipelib.deploy.flows as fl
 from recipelib.errors import ConfigError
 from recipelib.paths import ROOT, manifests_dir
 

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from recipelib import gcp
+import recipelib.gcp as gcp
 from recipelib.image.registry import ArtifactRegistryTags, TagChecker
 
 CLOUDBUILD_ENDPOINT_ENV = "RECIPELIB_CLOUDBUILD_ENDPOINT"

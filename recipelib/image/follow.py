@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from recipelib import gcp
+import recipelib.gcp as gcp
 from recipelib.errors import CloudError, ConfigError
 from recipelib.image.clients import BuildClients
 from recipelib.image.outcome import BuildOutcome, BuildState, StepState

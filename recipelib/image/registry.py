@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from recipelib import gcp
+import recipelib.gcp as gcp
 from recipelib.errors import ConfigError
 
 log = logging.getLogger(__name__)

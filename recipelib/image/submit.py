@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from recipelib import gcp
+import recipelib.gcp as gcp
 from recipelib.errors import CloudError
 from recipelib.image.clients import BuildClients
 from recipelib.image.config import load_config, parse_build

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from queue import Empty, Queue
 from typing import Any
 
+import recipelib.results.layout as layout
 from recipelib.cluster.client import Cluster
 from recipelib.errors import ClusterError
 from recipelib.monitor.logs import follow_logs
 from recipelib.monitor.state import RunStatus, status
-from recipelib.results import layout
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import recipelib.results.layout as layout
 from recipelib.errors import ReportError, ResultsError
-from recipelib.results import layout
 from recipelib.results.records import ExperimentMetadata, RunInfo, newest_first, read_metadata, read_run
 from recipelib.results.reports import parse_report
 from recipelib.results.table import MissingReport, Results, RunRows, combine, report_row

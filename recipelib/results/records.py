@@ -23,8 +23,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import recipelib.results.layout as layout
 from recipelib.errors import ResultsError
-from recipelib.results import layout
 from recipelib.results.bench_report import shown
 
 log = logging.getLogger(__name__)

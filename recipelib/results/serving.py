@@ -31,8 +31,8 @@ from typing import Any
 
 import pandas as pd
 
+import recipelib.results.layout as layout
 from recipelib.errors import ResultsError
-from recipelib.results import layout
 from recipelib.results.records import RunInfo, normalise_gpu, read_json, read_run
 from recipelib.results.table import MissingReport
 

@@ -28,9 +28,9 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from recipelib import gcp
+import recipelib.gcp as gcp
+import recipelib.results.layout as layout
 from recipelib.errors import CloudError, RecipelibError, ResultsError
-from recipelib.results import layout
 from recipelib.results.local import (
     list_local_runs,
     load_examples,

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+import recipelib.sandbox.serving as serving
 from recipelib.paths import ROOT
-from recipelib.sandbox import serving
 from recipelib.sandbox.formats import rfc3339_nano, utc_now
 from recipelib.sandbox.node import Controls, NodeShape
 

@@ -44,9 +44,9 @@ from typing import Any
 
 import yaml
 
+import recipelib.sandbox.gke_objects as gke_objects
 from recipelib.errors import RecipelibError, SandboxError
 from recipelib.paths import ROOT
-from recipelib.sandbox import gke_objects
 from recipelib.sandbox.gcs import LocalGCS, free_port
 from recipelib.sandbox.kube import LocalKube, ensure_binaries
 from recipelib.sandbox.nodeagent import READY_EXCLUDES, Controls, NodeShape

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from recipelib.sandbox import serving
+import recipelib.sandbox.serving as serving
 from recipelib.sandbox.containers import Container
 from recipelib.sandbox.formats import utc_now
 from recipelib.sandbox.node import Controls, NodeShape

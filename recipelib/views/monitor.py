@@ -17,9 +17,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from recipelib.monitor import EventLine, Outcome, RunStatus, parse_event
-from recipelib.monitor.progress import EVENT_PREFIX
-from recipelib.results import layout
+import recipelib.results.layout as layout
+from recipelib.monitor.events import EventLine
+from recipelib.monitor.progress import EVENT_PREFIX, parse_event
+from recipelib.monitor.state import RunStatus
+from recipelib.monitor.waiting import Outcome
 
 __all__ = ["EventSentences", "TextView", "WidgetView", "duration", "has_widget_frontend", "make_view",
            "readable_lines", "watch"]
