@@ -49,7 +49,7 @@ install: $(VENV)/.installed
 # aiperf (NVIDIA's load generator, pinned) in its own environment .venv-aiperf: its pins (pandas~=2.3)
 # clash with the main environment's. The serving load steps and their tests run it from there.
 aiperf: install
-	$(PY) -m recipelib.serving.aiperf_env
+	$(PY) -c "from recipelib.serving.aiperf_env import main; raise SystemExit(main())"
 
 # A real kube-apiserver, built once from Debian's source package (about 4 minutes), then cached.
 kube:
