@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 import recipelib.deploy.flows as fl
+import recipelib.results.layout as layout
 from recipelib.errors import ConfigError
 from recipelib.paths import ROOT, manifests_dir
 
@@ -109,11 +110,8 @@ class Experiment:
 
     @property
     def id(self) -> str:
-        """Stable and unique within a sweep: the results path of this experiment."""
-        out = f"isl{self.isl}-osl{self.osl}-n{self.num_requests}"
-        if self.concurrency:
-            out += f"-c{self.concurrency}"
-        return out + ("-stream" if self.streaming else "")
+        """Stable and unique within a sweep: the results path of this experiment (the launcher's layout)."""
+        return layout.experiment_id(self.isl, self.osl, self.num_requests, self.concurrency, self.streaming)
 
 
 def _positive_int(value: Any, field: str) -> int:
