@@ -176,7 +176,7 @@ def test_monitor_notebook_panel_renders_and_updates_live(lab, sandbox, ns):
     assert closed["printed"] and all(closed["panel"]["bottom"] <= p["top"] + 1 for p in closed["printed"]), closed
     assert not closed["logVisible"] and opened["logVisible"]
     assert opened["panel"] == closed["panel"]  # opening the log moves nothing above it
-    assert "RECIPE_EVENT" not in log_text and "build finished in" in log_text
+    assert "RECIPE_EVENT" not in log_text and "build finished" in log_text  # as a sentence, not a raw event
     # labels whole: "experiments", not "experime..."
     assert closed["label"] == "experiments" and closed["labelWhole"], closed
     assert closed["count"] == "1/1 done" and closed["cut"] == [], closed
