@@ -346,5 +346,6 @@ def load_serving(*, bucket: str = "", prefix: str = "", runs: str | Sequence[str
         return load_serving_local(examples_dir(), runs, strict=strict, origin="recipelib examples", required=required)
     if client is None and not offline:
         client = store_module.make_client(endpoint=endpoint or None)
-    store = store_module.ResultsStore(client, bucket, prefix, cache_dir or None)
+    store = store_module.ResultsStore(client, bucket, prefix,
+                                      cache_dir or store_module.default_cache_dir(endpoint or None))
     return load_serving_store(store, runs, offline=offline, strict=strict, required=required)

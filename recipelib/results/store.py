@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -59,10 +60,17 @@ def make_client(*, endpoint: str | None = None, project: str | None = None) -> A
         raise CloudError(f"{e}; or analyse the local cache with offline=True") from e
 
 
-def default_cache_dir() -> Path:
-    """``$RECIPELIB_CACHE/results`` or ``~/.cache/recipelib/results``."""
-    base = os.environ.get("RECIPELIB_CACHE") or Path.home() / ".cache" / "recipelib"
-    return Path(base) / "results"
+def default_cache_dir(endpoint: str | None = None) -> Path:
+    """``$RECIPELIB_CACHE/results`` or ``~/.cache/recipelib/results``; a local Cloud Storage server (an
+    ``endpoint``, such as the sandbox's) gets a folder of its own there, named for its address.
+
+    The cache trusts a finished run for good, and run ids repeat for the same inputs: a sandbox started
+    again holds new results under the same names, which must never be answered from an older sandbox's copy.
+    """
+    base = Path(os.environ.get("RECIPELIB_CACHE") or Path.home() / ".cache" / "recipelib") / "results"
+    if endpoint:
+        return base / "local" / hashlib.sha256(endpoint.encode()).hexdigest()[:12]
+    return base
 
 
 class ResultsStore:
@@ -269,7 +277,7 @@ def load_results(
         return load_examples(runs, strict=strict)
     if client is None and not offline:
         client = make_client(endpoint=endpoint or None)
-    store = ResultsStore(client, bucket, prefix, cache_dir or None)
+    store = ResultsStore(client, bucket, prefix, cache_dir or default_cache_dir(endpoint or None))
     return store.load(runs, offline=offline, strict=strict)
 
 

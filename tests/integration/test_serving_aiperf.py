@@ -118,10 +118,12 @@ def test_aiperf_sweep_against_the_standin(standin: int, tmp_path: Path) -> None:
 
 def test_every_option_we_use_is_in_aiperfs_help(tmp_path: Path) -> None:
     options = load.read_profile_options(AIPERF)
-    sweep = load.LoadSweep.create(model="m", url="http://x:8000", tokenizer="/t", isl=8, osl=8, concurrency="1,2",
-                                  request_rate="5", duration_s=10, warmup_requests=2, ramp_s=1,
-                                  slos={"ttft_ms": 100, "e2e_ms": 900})
-    for kind, values in sweep.kinds():
-        argv = load.profile_command(sweep, kind, values, tmp_path, options, AIPERF)
-        assert {a for a in argv if a.startswith("--")} <= options
+    common = {"model": "m", "url": "http://x:8000", "tokenizer": "/t", "isl": 8, "osl": 8, "duration_s": 10,
+              "ramp_s": 1, "slos": {"ttft_ms": 100, "e2e_ms": 900}}
+    sweeps = [load.LoadSweep.create(concurrency="1,2", warmup_requests=2, **common),  # warm-up only with these
+              load.LoadSweep.create(concurrency="1,2", request_rate="5", **common)]
+    for sweep in sweeps:
+        for kind, values in sweep.kinds():
+            argv = load.profile_command(sweep, kind, values, tmp_path, options, AIPERF)
+            assert {a for a in argv if a.startswith("--")} <= options
     assert aiperf_env.installed_version(AIPERF) == aiperf_env.AIPERF_VERSION
