@@ -114,7 +114,8 @@ def main() -> int:
         tmp_path = Path(tmp)
         root = tmp_path / "results"
         files = build_tree(root, args.runs, args.experiments)
-        print(f"{len(files)} report files ({args.runs} runs x {args.experiments} experiments; 4 text layouts, "
+        layouts = len({p.read_text() for p in files if p.suffix == ".txt"})
+        print(f"{len(files)} report files ({args.runs} runs x {args.experiments} experiments; {layouts} text layouts, "
               f"every 5th a report.json)")
 
         start = time.perf_counter()

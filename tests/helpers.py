@@ -45,3 +45,11 @@ def run_notebook(path: Path, out: Path, *, cwd: Path | None = None, **parameters
     papermill.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="python3",
                                cwd=str(cwd) if cwd else None, progress_bar=False)
     return nbformat.read(out, as_version=4)
+
+
+def project_settings(tmp_path: Path, namespace: str) -> Any:
+    """Settings of a user's project with no settings file and no environment: a bucket and a registry only."""
+    from recipelib.settings import load_settings
+
+    return load_settings(path=tmp_path / "none.yaml", environ={}, namespace=namespace, gcs_bucket="my-results",
+                         artifact_registry="us-central1-docker.pkg.dev/my-project/my-repo")

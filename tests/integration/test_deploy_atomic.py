@@ -12,12 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import TESTS, deploy_on_sandbox, until
+from helpers import TESTS, deploy_on_sandbox, project_settings, until
 
 from recipelib.deploy import deploy, plan_benchmark
 from recipelib.errors import ClusterError
 from recipelib.monitor import wait
-from recipelib.settings import load_settings
 from recipelib.views.notebook import show_deploy
 
 MODEL = "meta-llama/Llama-3.1-8B"
@@ -30,10 +29,7 @@ def fixed_launcher(monkeypatch):
 
 @pytest.fixture
 def settings(tmp_path, namespace):
-    return load_settings(
-        path=tmp_path / "none.yaml", environ={}, namespace=namespace,
-        gcs_bucket="my-results", artifact_registry="us-central1-docker.pkg.dev/my-project/my-repo",
-    )
+    return project_settings(tmp_path, namespace)
 
 
 def everything(cluster) -> dict[str, Any]:

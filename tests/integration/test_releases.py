@@ -1,26 +1,21 @@
 """Server-side apply, list and uninstall against a real kube-apiserver on loopback."""
 
 import pytest
-from helpers import TESTS
+from helpers import TESTS, project_settings
 
 from recipelib.cluster.releases import apply, list_releases, uninstall
 from recipelib.deploy import deploy, plan_benchmark
 from recipelib.errors import ClusterError, ConflictError
-from recipelib.settings import load_settings
 
 
 @pytest.fixture(autouse=True)
 def fixed_launcher(monkeypatch):
-
     monkeypatch.setenv("RECIPELIB_LAUNCHER", str(TESTS / "fixtures" / "launcher"))
 
 
 @pytest.fixture
 def settings(tmp_path, namespace):
-    return load_settings(
-        path=tmp_path / "none.yaml", environ={}, namespace=namespace,
-        gcs_bucket="my-results", artifact_registry="us-central1-docker.pkg.dev/my-project/my-repo",
-    )
+    return project_settings(tmp_path, namespace)
 
 
 def objects_of(cluster):
